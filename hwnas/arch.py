@@ -1,0 +1,118 @@
+"""Discrete architectures: a sequence of timm-style layer rows at an input resolution, as string and JSON.
+
+String form: `RESOLUTION:ACT:ROW,ROW,...`, e.g.
+`224:relu6:cn_k3_s2_c32,ds_k3_c16,ir_r2_k3_s2_e6_c24,...,cn_k1_c1280,fc_c1000`.
+ACT is the default activation; a row names its own only where it differs (`_nhs`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from hwnas.blocks import ACT_CODES, BlockSpec, BlockStringError, Op, format_block_string, parse_block_string
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row: `op` repeated `repeats` times to `channels` outputs; the first repeat has `stride`."""
+
+    op: Op
+    channels: int
+    stride: int = 1
+    repeats: int = 1
+
+    def to_string(self, default_act: str | None = None) -> str:
+        return format_block_string(self.op, self.repeats, self.stride, self.channels, default_act)
+
+    @classmethod
+    def parse(cls, text: str, default_act: str = "relu") -> Layer:
+        op, row = parse_block_string(text, default_act)
+        if "channels" not in row:
+            raise BlockStringError(f"'{text}': a layer needs its output channels (c field)")
+        return cls(op, row["channels"], row.get("stride", 1), row.get("repeats", 1))
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A whole network as data. `build()` gives the deployable `nn.Module`; `specs()` the blocks a LUT prices."""
+
+    layers: tuple[Layer, ...]
+    resolution: int = 224
+    act: str = "relu"
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise BlockStringError("an architecture needs at least one layer")
+
+    # -- serialisation ------------------------------------------------------------------------------------
+    def to_string(self) -> str:
+        rows = ",".join(layer.to_string(self.act) for layer in self.layers)
+        return f"{self.resolution}:{self.act}:{rows}"
+
+    __str__ = to_string
+
+    @classmethod
+    def parse(cls, text: str) -> Arch:
+        parts = text.strip().split(":")
+        if len(parts) != 3:
+            raise BlockStringError(
+                f"'{text[:60]}': an architecture string is RESOLUTION:ACTIVATION:ROW,ROW,... "
+                "(e.g. 224:relu6:cn_k3_s2_c32,ds_k3_c16,...)")
+        resolution, act, rows = parts
+        if not resolution.isdigit():
+            raise BlockStringError(f"'{resolution}' is not an input resolution (expected an integer, e.g. 224)")
+        if act not in ACT_CODES.values():
+            raise BlockStringError(f"'{act}' is not an activation (one of {', '.join(ACT_CODES.values())})")
+        return cls(tuple(Layer.parse(row, act) for row in rows.split(",") if row), int(resolution), act)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arch": self.to_string(), "resolution": self.resolution, "act": self.act,
+                "layers": [layer.to_string(self.act) for layer in self.layers]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Arch:
+        if "arch" in data:
+            return cls.parse(data["arch"])
+        act = data.get("act", "relu")
+        return cls(tuple(Layer.parse(row, act) for row in data["layers"]), int(data["resolution"]), act)
+
+    def save(self, path: str | Path, **extra: Any) -> None:
+        Path(path).write_text(json.dumps({**self.to_json(), **extra}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Arch:
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+    # -- shapes and modules -------------------------------------------------------------------------------
+    def with_resolution(self, resolution: int) -> Arch:
+        return Arch(self.layers, resolution, self.act, self.in_channels)
+
+    @property
+    def num_classes(self) -> int:
+        return self.layers[-1].channels
+
+    def specs(self) -> list[BlockSpec]:
+        """Every block, repeats expanded, with the input shape it sees."""
+        channels, size = self.in_channels, (self.resolution, self.resolution)
+        specs = []
+        for layer in self.layers:
+            for repeat in range(layer.repeats):
+                spec = BlockSpec(layer.op, channels, layer.channels, size[0], size[1],
+                                 layer.stride if repeat == 0 else 1)
+                specs.append(spec)
+                channels, *size = spec.out_shape
+        return specs
+
+    def build(self) -> nn.Sequential:
+        """The deployable network: one module per block, nothing left of any supernet."""
+        return nn.Sequential(*(spec.build() for spec in self.specs()))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (1, self.in_channels, self.resolution, self.resolution)
