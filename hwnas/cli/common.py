@@ -1,0 +1,73 @@
+"""What every command shares: one-line errors, progress bars on stderr, JSON on stdout, common options."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from hwnas.errors import HwnasError
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DevicesFile = typer.Option(None, "--devices", help="Your devices YAML (adds to / overrides the shipped devices.yaml).",
+                           exists=False, dir_okay=False)
+DeviceName = typer.Option("cpu", "--device", "-d", help="Device name from devices.yaml.")
+LutPath = typer.Option(None, "--lut", help="LUT CSV path (default: LUT_DIR/DEVICE.csv).", dir_okay=False)
+LutDir = typer.Option(Path("luts"), "--lut-dir", help="Folder of LUTs, one CSV per device.", file_okay=False)
+JsonFlag = typer.Option(False, "--json", help="Print the result as JSON on stdout (for machines).")
+ForceFlag = typer.Option(False, "--force", help="Mix rows measured on different setups (fingerprints).")
+
+
+def fail(message: str) -> NoReturn:
+    """Print one error line and exit 1."""
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def handles_errors(function: F) -> F:
+    """Turn a user-facing HwnasError into one line and exit status 1 (never a traceback)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except HwnasError as error:
+            fail(str(error))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def progress_bar(quiet: bool = False) -> Iterator[Progress]:
+    """A rich progress display on stderr (hidden with quiet, e.g. under --json)."""
+    columns = (SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
+        yield progress
+
+
+def resolve_lut(device: str, lut: Path | None, lut_dir: Path) -> Path:
+    from hwnas.lut.table import default_lut_path
+
+    return lut if lut is not None else default_lut_path(device, lut_dir)

@@ -1,0 +1,77 @@
+"""`hwnas profile`: measure every block of one or more spaces on a device into its LUT (resumable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hwnas.cli.common import (
+    DeviceName,
+    DevicesFile,
+    ForceFlag,
+    JsonFlag,
+    LutDir,
+    LutPath,
+    console,
+    handles_errors,
+    print_json,
+    progress_bar,
+    resolve_lut,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile)
+
+
+@handles_errors
+def profile(
+    device: str = DeviceName,
+    space: list[str] = typer.Option(["fbnet"], "--space", "-s", help="Search space(s) to cover (repeatable)."),
+    resolution: int = typer.Option(None, "--resolution", "-r", help="Input resolution (default: the space's)."),
+    classes: int = typer.Option(1000, "--classes", help="Classifier outputs (the head block's shape)."),
+    devices_file: Path = DevicesFile,
+    lut: Path = LutPath,
+    lut_dir: Path = LutDir,
+    target_ci: float = typer.Option(0.02, help="Stop repeating once the median's relative 95% CI is below this."),
+    max_repeats: int = typer.Option(1000, help="Cap on timed calls per block."),
+    budget: float = typer.Option(3.0, help="Cap on seconds of timing per block."),
+    reference_every: int = typer.Option(25, help="Re-time a reference block every N blocks to detect drift (0: off)."),
+    force: bool = ForceFlag,
+    as_json: bool = JsonFlag,
+) -> None:
+    """Measure each block of the space(s) on DEVICE and append it to the LUT; rerun to resume."""
+    from hwnas.catalog import get_space
+    from hwnas.device import get_device
+    from hwnas.lut.build import build_lut
+    from hwnas.profilers.base import MeasureSettings
+
+    target = get_device(device, devices_file)
+    spaces = [get_space(name, resolution, classes) for name in space]
+    specs = list(dict.fromkeys(spec for s in spaces for spec in s.specs()))
+    path = resolve_lut(device, lut, lut_dir)
+    settings = MeasureSettings(target_ci=target_ci, max_repeats=max_repeats, budget_s=budget)
+    with progress_bar(quiet=as_json) as progress:
+        tasks = []
+
+        def on_block(spec, measured: bool) -> None:
+            if not tasks:  # created on the first block, so a failure before it leaves no empty bar
+                tasks.append(progress.add_task(f"profiling {device}", total=len(specs)))
+            progress.update(tasks[0], advance=1, description=f"{device} {spec.key[:48]}")
+
+        try:
+            report, table = build_lut(target, specs, path, settings, force, reference_every, on_block)
+        except KeyboardInterrupt:
+            console.print(f"interrupted: rows measured so far are saved in {path}; rerun the same command to resume")
+            raise typer.Exit(130) from None
+    summary = {"lut": str(path), "device": device, "spaces": [s.name for s in spaces], "blocks": len(specs),
+               **report.to_dict(), "rows": len(table)}
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"{path}: measured {report.measured}, already there {report.skipped}, "
+                  f"{len(table)} rows in {report.wall_s:.1f} s")
+    for event in report.drift:
+        console.print(f"[yellow]drift:[/yellow] reference block {report.reference_key} ran at {event.ratio:.2f}x "
+                      f"its first speed after block {event.index}; results after it may be skewed")
