@@ -1,1 +1,8 @@
-"""Custom Triton/CUDA kernels for mixed operations, each beside the PyTorch reference it must match."""
+"""Mixed-operation kernels. Each public function dispatches to a custom kernel on CUDA where one exists and is
+faster, and to the PyTorch reference (`hwnas.kernels.reference`) otherwise; `HWNAS_KERNELS=reference|triton`
+forces one.
+"""
+
+from hwnas.kernels.reference import masked_pointwise, mixed_depthwise, mixed_sum
+
+__all__ = ["masked_pointwise", "mixed_depthwise", "mixed_sum"]
