@@ -8,7 +8,7 @@ ACT is the default activation; a row names its own only where it differs (`_nhs`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,14 @@ class Arch:
     # -- shapes and modules -------------------------------------------------------------------------------
     def with_resolution(self, resolution: int) -> Arch:
         return Arch(self.layers, resolution, self.act, self.in_channels)
+
+    def with_classes(self, num_classes: int) -> Arch:
+        """The same network with another classifier width (the last layer must be a classifier)."""
+        last = self.layers[-1]
+        if last.op.kind != "fc":
+            raise BlockStringError(f"the last layer '{last.to_string(self.act)}' is not a classifier (fc)")
+        return Arch((*self.layers[:-1], replace(last, channels=num_classes)), self.resolution, self.act,
+                    self.in_channels)
 
     @property
     def num_classes(self) -> int:

@@ -50,7 +50,7 @@ def hardcore() -> Space:
     stages = [(24, 2, "relu"), (40, 2, "relu"), (80, 2, None), (112, 1, None), (192, 2, None)]
     return Space(
         name="hardcore",
-        stem=("cn_k3_s2_c16", "ds_k3_c16_nre"),
+        stem=("cn_k3_s2_c32", "ds_k3_c16_nre"),
         stages=tuple(Stage(c, 4, s, HARDCORE_OPS, min_layers=2, act=act) for c, s, act in stages),
         head=("cn_k1_c960",),
         classifier="fc_h1280",

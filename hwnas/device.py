@@ -105,6 +105,7 @@ def get_device(name: str, path: str | Path | None = None) -> Device:
     if path is not None:
         devices.update(load_devices(path))
     if name not in devices:
-        where = f"{path} or the shipped devices.yaml" if path else "the shipped devices.yaml (add yours with --devices FILE)"
+        where = (f"{path} or the shipped devices.yaml" if path
+                 else "the shipped devices.yaml (add yours with --devices FILE)")
         raise ConfigError(f"unknown device '{name}': not in {where}; known: {', '.join(devices)}")
     return devices[name]

@@ -7,7 +7,8 @@ a noisy neighbour), the run records a drift event and says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,11 +106,20 @@ def _note(meta: dict) -> str:
     return ";".join(f"{k}={v}" for k, v in sorted(meta.items()))
 
 
+@contextmanager
+def measuring(device: Device, lut_path: Path, settings: MeasureSettings = MeasureSettings(), force: bool = False,
+              must_exist: bool = False) -> Iterator[tuple[Profiler, LatencyTable]]:
+    """A profiler for `device` and its table opened for appending (fingerprints checked)."""
+    if must_exist:
+        LatencyTable.load(lut_path)  # one-line error when the table was never built
+    with get_profiler(device) as profiler:
+        yield profiler, LatencyTable.open(lut_path, table_meta(profiler, settings), force=force)
+
+
 def build_lut(device: Device, specs: Sequence[BlockSpec], lut_path: Path,
               settings: MeasureSettings = MeasureSettings(), force: bool = False, reference_every: int = 25,
               on_block: Callable[[BlockSpec, bool], None] | None = None) -> tuple[ProfileReport, LatencyTable]:
     """Open (or create) the device's table at `lut_path` and measure what it lacks of `specs`."""
-    with get_profiler(device) as profiler:
-        table = LatencyTable.open(lut_path, table_meta(profiler, settings), force=force)
+    with measuring(device, lut_path, settings, force) as (profiler, table):
         report = profile_specs(specs, profiler, table, settings, reference_every, on_block=on_block)
     return report, table

@@ -15,22 +15,25 @@ from hwnas.spaces import Space
 
 @dataclass(frozen=True)
 class Calibration:
-    """measured ≈ scale · Σ blocks + offset_ms: what a sum of isolated blocks misses, fitted on whole networks."""
+    """measured ≈ scale · Σ blocks + offset_ms: what isolated blocks miss, fitted on whole networks at one resolution.
+    """
 
     scale: float = 1.0
     offset_ms: float = 0.0
     networks: int = 0  # how many measured networks the fit used
     fitted: str = ""  # when (ISO date)
+    archs: tuple[str, ...] = ()  # the networks fitted on; validation must not reuse them
+    fit_mape_pct: float = float("nan")  # MAPE on the fitted networks themselves
 
     def apply(self, block_sum_ms: float) -> float:
         return self.scale * block_sum_ms + self.offset_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "archs": list(self.archs)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Calibration:
-        return cls(**data) if data else cls()
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        return cls(**{**data, "archs": tuple(data.get("archs", ()))})
 
 
 @dataclass(frozen=True)
@@ -54,19 +57,24 @@ class SpaceLatency:
 
 
 class LatencyModel:
-    """Predicts latency (ms per image) on one device from its LUT."""
+    """Predicts latency (ms per image) on one device from its LUT and the calibration fitted at each resolution."""
 
     def __init__(self, table: LatencyTable, force: bool = False, calibrated: bool = True):
         self.table = table
         self.force = force
-        self.calibration = Calibration.from_dict(table.meta.get("calibration")) if calibrated else Calibration()
+        stored = (table.meta.get("calibration") or {}) if calibrated else {}
+        self.calibrations = {int(resolution): Calibration.from_dict(data) for resolution, data in stored.items()}
+
+    def calibration_for(self, resolution: int) -> Calibration:
+        """The fit for this input resolution; identity (plain sum) when none was fitted."""
+        return self.calibrations.get(resolution, Calibration())
 
     def block_sum(self, arch: Arch) -> float:
         """Uncalibrated: the plain sum of the blocks' median latencies."""
         return float(self.table.latencies([spec.key for spec in arch.specs()], self.force).sum())
 
     def predict(self, arch: Arch) -> float:
-        return self.calibration.apply(self.block_sum(arch))
+        return self.calibration_for(arch.resolution).apply(self.block_sum(arch))
 
     def space_latency(self, space: Space) -> SpaceLatency:
         """Arrays for the differentiable latency terms of a search over `space`."""
@@ -77,4 +85,4 @@ class LatencyModel:
         fixed = float(self.table.latencies([s.key for s in (*stem, *head)], self.force).sum())
         per_position = tuple(self.table.latencies([s.key for s in position.specs], self.force)
                              for position in space.positions)
-        return SpaceLatency(fixed, per_position, self.calibration)
+        return SpaceLatency(fixed, per_position, self.calibration_for(space.resolution))

@@ -81,8 +81,6 @@ def test_searchable_blocks_are_candidates(space):
         get_space(space).choices_of(get_published(name))  # raises ConfigError when a block is no candidate
 
 
-@pytest.mark.xfail(strict=True, reason="catalog.hardcore() declares a 16-wide stem; HardCoRe-NAS's is 32 wide "
-                   "(timm hardcorenas.py and the authors' mobilenasnet.py: stem_size=32)")
 def test_hardcorenas_are_points_of_hardcore_space():
     assert {n for n in NAMES if "hardcore" in n} <= set(published_in_space(get_space("hardcore")))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,27 @@ def resolve_lut(device: str, lut: Path | None, lut_dir: Path) -> Path:
     from hwnas.lut.table import default_lut_path
 
     return lut if lut is not None else default_lut_path(device, lut_dir)
+
+
+def load_arch(text: str, resolution: int | None = None, classes: int | None = None):
+    """An Arch from an architecture string, a published network's name, an arch.json, or a run folder."""
+    from hwnas.arch import Arch
+
+    path = Path(text)
+    if re.match(r"^\d+:", text):
+        arch = Arch.parse(text)
+    elif path.is_dir():
+        if not (path / "arch.json").exists():
+            raise HwnasError(f"{path}: no arch.json in this folder (is it a run directory?)")
+        arch = Arch.load(path / "arch.json")
+    elif path.suffix == ".json":
+        if not path.exists():
+            raise HwnasError(f"{path}: no such file")
+        arch = Arch.load(path)
+    else:
+        from hwnas.published import get_published
+
+        arch = get_published(text)
+    if resolution:
+        arch = arch.with_resolution(resolution)
+    return arch.with_classes(classes) if classes else arch

@@ -1,0 +1,168 @@
+"""`hwnas lut show | predict | calibrate | validate`: inspect a latency table, use it, and check it is right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from hwnas.cli.common import (
+    DeviceName,
+    DevicesFile,
+    ForceFlag,
+    JsonFlag,
+    LutDir,
+    LutPath,
+    console,
+    handles_errors,
+    load_arch,
+    print_json,
+    progress_bar,
+    resolve_lut,
+)
+
+lut_app = typer.Typer(no_args_is_help=True, help="Inspect, use, calibrate and validate latency tables.")
+
+SpaceOption = typer.Option("fbnet", "--space", "-s", help="Search space.")
+ResolutionOption = typer.Option(None, "--resolution", "-r", help="Input resolution (default: the space's).")
+ClassesOption = typer.Option(1000, "--classes", help="Classifier outputs.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lut_app, name="lut")
+
+
+@lut_app.command("show")
+@handles_errors
+def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
+         space: str = typer.Option(None, "--space", "-s", help="Also report coverage and latency range of a space."),
+         resolution: int = ResolutionOption, classes: int = ClassesOption, as_json: bool = JsonFlag) -> None:
+    """Summarise a LUT: rows, setup fingerprint, calibrations, and (with --space) coverage and latency range."""
+    from hwnas.lut import LatencyModel, LatencyTable
+
+    table = LatencyTable.load(resolve_lut(device, lut, lut_dir))
+    summary = {"lut": str(table.path), "rows": len(table), "unit": table.meta["unit"],
+               "device": table.meta.get("device"), "fingerprint": table.meta.get("fingerprint"),
+               "calibration": table.meta.get("calibration") or {}}
+    if space:
+        from hwnas.catalog import get_space
+
+        target = get_space(space, resolution, classes)
+        keys = [spec.key for spec in target.specs()]
+        missing = table.missing(keys)
+        summary["space"] = {"name": target.name, "resolution": target.resolution, "blocks": len(keys),
+                            "missing": missing}
+        if not missing:
+            low, high = LatencyModel(table).space_latency(target).range_ms
+            summary["space"]["range_ms"] = [low, high]
+    if as_json:
+        print_json(summary)
+        return
+    fingerprint = summary["fingerprint"] or {}
+    console.print(f"{summary['lut']}: {summary['rows']} rows ({summary['unit']}), device {summary['device']}")
+    console.print("setup: " + ", ".join(f"{k}={v}" for k, v in fingerprint.items()))
+    for res, fit in summary["calibration"].items():
+        console.print(f"calibration @{res}px: measured ≈ {fit['scale']:.4f} · sum + {fit['offset_ms']:.4f} ms "
+                      f"({fit['networks']} networks, fit MAPE {fit['fit_mape_pct']:.2f}%)")
+    if space:
+        info = summary["space"]
+        console.print(f"space {info['name']} @{info['resolution']}px: {info['blocks'] - len(info['missing'])}/"
+                      f"{info['blocks']} blocks measured")
+        if "range_ms" in info:
+            console.print(f"latency range: {info['range_ms'][0]:.3f} .. {info['range_ms'][1]:.3f} ms")
+
+
+@lut_app.command("predict")
+@handles_errors
+def predict(arch: str = typer.Argument(..., help="Architecture string, published name, arch.json or run folder."),
+            device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
+            resolution: int = typer.Option(None, "--resolution", "-r", help="Override the input resolution."),
+            classes: int = typer.Option(None, "--classes", help="Override the classifier outputs."),
+            breakdown: bool = typer.Option(False, "--breakdown", help="Print each block's latency."),
+            force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
+    """Predict an architecture's latency on DEVICE from its LUT (sum of blocks + calibration)."""
+    from hwnas.lut import LatencyModel, LatencyTable
+
+    network = load_arch(arch, resolution, classes)
+    model = LatencyModel(LatencyTable.load(resolve_lut(device, lut, lut_dir)), force=force)
+    specs = network.specs()
+    blocks = model.table.latencies([spec.key for spec in specs], force)
+    result = {"arch": network.to_string(), "device": device, "predicted_ms": model.predict(network),
+              "block_sum_ms": float(blocks.sum()), "calibrated": network.resolution in model.calibrations,
+              "blocks": [{"key": s.key, "ms": float(ms)} for s, ms in zip(specs, blocks)]}
+    if as_json:
+        print_json(result)
+        return
+    if breakdown:
+        table = Table("block", "ms")
+        for row in result["blocks"]:
+            table.add_row(row["key"], f"{row['ms']:.4f}")
+        console.print(table)
+    note = "" if result["calibrated"] else f" (no calibration at {network.resolution}px: plain sum)"
+    typer.echo(f"{result['predicted_ms']:.3f} ms on {device}{note}")
+
+
+@lut_app.command("calibrate")
+@handles_errors
+def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: int = ResolutionOption,
+              classes: int = ClassesOption,
+              networks: int = typer.Option(10, "--networks", "-n", help="Random networks to measure and fit on."),
+              seed: int = typer.Option(1000, help="Seed of the calibration networks (validation excludes them)."),
+              devices_file: Path = DevicesFile, lut: Path = LutPath, lut_dir: Path = LutDir, force: bool = ForceFlag,
+              as_json: bool = JsonFlag) -> None:
+    """Fit what isolated blocks miss on whole measured networks, and store it with the LUT."""
+    from hwnas.catalog import get_space
+    from hwnas.device import get_device
+    from hwnas.lut.calibrate import calibrate_device
+
+    target = get_space(space, resolution, classes)
+    with progress_bar(quiet=as_json) as progress:
+        task = progress.add_task(f"calibrating {device}", total=networks)
+        fit = calibrate_device(get_device(device, devices_file), target, resolve_lut(device, lut, lut_dir), networks,
+                               seed, force, on_network=lambda name: progress.advance(task))
+    if as_json:
+        print_json({"resolution": target.resolution, **fit.to_dict()})
+        return
+    console.print(f"@{target.resolution}px: measured ≈ {fit.scale:.4f} · sum + {fit.offset_ms:.4f} ms "
+                  f"(fit on {fit.networks} networks, MAPE on them {fit.fit_mape_pct:.2f}%)")
+
+
+@lut_app.command("validate")
+@handles_errors
+def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int = ResolutionOption,
+             classes: int = ClassesOption,
+             samples: int = typer.Option(50, "--samples", "-n", help="Random held-out networks to measure."),
+             seed: int = typer.Option(0, help="Seed of the random networks."),
+             published: bool = typer.Option(True, "--published/--no-published",
+                                            help="Also measure the published reference networks."),
+             out: Path = typer.Option(None, "--out",
+                                      help="Report folder (default: LUT_DIR/validate-DEVICE-SPACE-RES)."),
+             devices_file: Path = DevicesFile, lut: Path = LutPath, lut_dir: Path = LutDir, force: bool = ForceFlag,
+             as_json: bool = JsonFlag) -> None:
+    """Measure whole networks end to end and report predicted vs measured (MAPE, ±10%, max error, Kendall tau)."""
+    from hwnas.catalog import get_space
+    from hwnas.device import get_device
+    from hwnas.lut.validate import validate_device, write_report
+
+    target = get_space(space, resolution, classes)
+    path = resolve_lut(device, lut, lut_dir)
+    with progress_bar(quiet=as_json) as progress:
+        task = progress.add_task(f"measuring networks on {device}", total=None)
+        report = validate_device(get_device(device, devices_file), target, path, samples, seed, published, force,
+                                 on_network=lambda name: progress.update(task, advance=1, description=name))
+    folder = out or lut_dir / f"validate-{device}-{target.name}-{target.resolution}"
+    files = write_report(report, folder, f"{device}: {target.name} @{target.resolution}px")
+    if as_json:
+        print_json({**report.to_dict(), "files": {k: str(v) for k, v in files.items()}})
+        return
+    table = Table("prediction", "networks", "MAPE %", "within ±10%", "max err %", "mean err %", "Kendall tau")
+    for label, metrics in (("sum of blocks", report.uncalibrated), ("calibrated", report.calibrated)):
+        table.add_row(label, str(metrics["n"]), f"{metrics['mape_pct']:.2f}", f"{100 * metrics['within_10pct']:.0f}%",
+                      f"{metrics['max_error_pct']:.1f}", f"{metrics['mean_error_pct']:+.2f}",
+                      f"{metrics['kendall_tau']:.3f}")
+    console.print(table)
+    if not report.calibration.get(str(target.resolution)):
+        console.print(f"no calibration at {target.resolution}px yet: run `hwnas lut calibrate --device {device} "
+                      f"--space {target.name} --resolution {target.resolution}` first")
+    console.print(f"report: {folder}")

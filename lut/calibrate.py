@@ -1,0 +1,53 @@
+"""Calibration: fit what a sum of isolated blocks misses (per-call overhead, cache effects) on measured networks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+from hwnas.lut.model import Calibration, LatencyModel
+from hwnas.lut.table import LatencyTable
+
+
+def fit_calibration(block_sums: Sequence[float], measured: Sequence[float], archs: Sequence[str]) -> Calibration:
+    """Least squares measured = scale · sum + offset (scale only with fewer than 3 networks)."""
+    sums, times = np.asarray(block_sums, float), np.asarray(measured, float)
+    if len(sums) >= 3 and np.ptp(sums) > 0:
+        scale, offset = np.polyfit(sums, times, 1)
+    else:
+        scale, offset = float(times.sum() / sums.sum()), 0.0
+    fitted = scale * sums + offset
+    return Calibration(scale=float(scale), offset_ms=float(offset), networks=len(sums),
+                       fitted=datetime.now(UTC).isoformat(timespec="seconds"), archs=tuple(archs),
+                       fit_mape_pct=float(100 * np.abs(fitted / times - 1).mean()))
+
+
+def store_calibration(table: LatencyTable, resolution: int, calibration: Calibration) -> None:
+    """Save the fit in the table's meta.json, keyed by input resolution."""
+    table.meta["calibration"] = {**(table.meta.get("calibration") or {}), str(resolution): calibration.to_dict()}
+    table.save_meta()
+
+
+def calibrate_from_timings(table: LatencyTable, archs, measured_ms: Sequence[float],
+                           force: bool = False) -> Calibration:
+    """Fit on networks already measured (all at one resolution) and store the result with the table."""
+    model = LatencyModel(table, force=force, calibrated=False)
+    resolutions = {arch.resolution for arch in archs}
+    if len(resolutions) != 1:
+        raise ValueError(f"calibration networks must share one resolution, got {sorted(resolutions)}")
+    calibration = fit_calibration([model.block_sum(a) for a in archs], measured_ms, [a.to_string() for a in archs])
+    store_calibration(table, resolutions.pop(), calibration)
+    return calibration
+
+
+def calibrate_device(device, space, lut_path, networks: int = 10, seed: int = 1000, force: bool = False,
+                     on_network=None, on_block=None) -> Calibration:
+    """Measure `networks` random networks of `space` end to end, fit the calibration, store it with the table."""
+    from hwnas.lut.build import measuring
+    from hwnas.lut.validate import measure_networks, sample_archs
+
+    with measuring(device, lut_path, force=force, must_exist=True) as (profiler, table):
+        chosen = sample_archs(space, networks, seed)
+        timings = measure_networks(chosen, profiler, table, on_network=on_network, on_block=on_block)
+        return calibrate_from_timings(table, [arch for _, arch in chosen], [t.median for t in timings], force)

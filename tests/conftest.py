@@ -1,0 +1,31 @@
+"""Shared fixtures: a small real LUT measured once per session with ONNX Runtime on this CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hwnas.lut.build import build_lut
+from hwnas.profilers.base import MeasureSettings
+
+from hwnas.catalog import get_space
+from hwnas.device import get_device
+
+torch.set_num_threads(1)
+
+QUICK = MeasureSettings(warmup=2, warmup_s=0.0, min_repeats=5, max_repeats=40, target_ci=0.05, budget_s=0.2)
+TINY_RESOLUTION = 32
+
+
+@pytest.fixture(scope="session")
+def tiny_space():
+    """The FBNet space at 32 px with 10 classes: every block measures in milliseconds."""
+    return get_space("fbnet", TINY_RESOLUTION, 10)
+
+
+@pytest.fixture(scope="session")
+def tiny_lut(tmp_path_factory, tiny_space):
+    """A real ONNX Runtime LUT of the tiny space (quick settings), built once."""
+    path = tmp_path_factory.mktemp("lut") / "cpu.csv"
+    report, table = build_lut(get_device("cpu"), tiny_space.specs(), path, QUICK, reference_every=0)
+    assert report.measured == len(tiny_space.specs())
+    return path

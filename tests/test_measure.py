@@ -1,0 +1,50 @@
+"""The measurement method: statistics, the median's confidence interval and the adaptive stopping rule."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hwnas.profilers.base import MeasureSettings, Timing, measure_calls, median_relative_ci
+
+
+def test_timing_statistics_match_numpy():
+    samples = [3.0, 1.0, 2.0, 5.0, 4.0]
+    timing = Timing.from_samples(samples)
+    assert timing.median == 3.0 and timing.n == 5
+    assert timing.p10 == pytest.approx(np.percentile(samples, 10))
+    assert timing.std == pytest.approx(np.std(samples, ddof=1))
+    assert timing.per_image(2).median == 1.5
+
+
+def test_median_ci_shrinks_with_more_samples_and_is_zero_for_constant_data():
+    rng = np.random.default_rng(0)
+    small = median_relative_ci(np.sort(rng.normal(10, 1, 30)))
+    large = median_relative_ci(np.sort(rng.normal(10, 1, 3000)))
+    assert large < small
+    assert median_relative_ci(np.full(50, 2.0)) == 0.0
+
+
+def _fake_clock(step_s: float):
+    """A clock that advances by `step_s` at every reading: each call takes step_s/2 between readings."""
+    ticks = itertools.count()
+    return lambda: next(ticks) * step_s
+
+
+def test_constant_latency_stops_at_min_repeats_rounded_to_a_check():
+    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=20, max_repeats=1000, target_ci=0.02, budget_s=1e9)
+    timing = measure_calls(lambda: None, settings, clock=_fake_clock(0.001))
+    assert timing.n == 20 and timing.median == pytest.approx(1.0)
+
+
+def test_noisy_latency_stops_at_the_repeat_cap():
+    rng = np.random.default_rng(1)
+    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=5, max_repeats=60, target_ci=1e-9, budget_s=1e9)
+    noisy = iter(np.cumsum(rng.uniform(0.5, 1.5, 10_000)))
+    timing = measure_calls(lambda: None, settings, clock=lambda: float(next(noisy)))
+    assert timing.n == 60
+
+
+def test_time_budget_caps_timing():
+    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=5, max_repeats=10**6, target_ci=1e-9, budget_s=0.05)
+    timing = measure_calls(lambda: None, settings, clock=_fake_clock(0.001))
+    assert timing.n < 100
