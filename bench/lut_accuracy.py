@@ -1,0 +1,98 @@
+"""How well a device's LUT predicts whole networks, before and after calibration.
+
+For each device and resolution: build (or resume) the LUT of the space, fit the calibration on a few random
+networks, then measure held-out random networks plus the published ones end to end and compare.
+
+    python bench/lut_accuracy.py --device cpu --space fbnet --resolution 224 --resolution 128
+    python bench/lut_accuracy.py --device tflite-cpu --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hwnas.catalog import get_space
+from hwnas.device import get_device
+from hwnas.lut.build import build_lut
+from hwnas.lut.calibrate import calibrate_device
+from hwnas.lut.validate import validate_device, write_report
+
+
+def run(device_name: str, space_name: str, resolution: int, samples: int, calibration_networks: int,
+        lut_dir: Path, published: bool, console: Console) -> dict:
+    device = get_device(device_name)
+    space = get_space(space_name, resolution)
+    lut = lut_dir / f"{device_name}.csv"
+    start = time.perf_counter()
+    report, _ = build_lut(device, space.specs(), lut)
+    console.print(f"{device_name} @{resolution}: LUT ready ({report.measured} measured, {report.skipped} reused) "
+                  f"in {time.perf_counter() - start:.0f} s")
+    fit = calibrate_device(device, space, lut, calibration_networks)
+    console.print(f"  calibration: measured ≈ {fit.scale:.4f} · sum + {fit.offset_ms:.4f} ms")
+    validation = validate_device(device, space, lut, samples, seed=0, published=published,
+                                 on_network=lambda name: None)
+    files = write_report(validation, lut_dir / f"validate-{device_name}-{space_name}-{resolution}",
+                         f"{device_name}: {space_name} @{resolution}px")
+    random_only = [r for r in validation.results if r.kind == "random"]
+    from hwnas.lut.validate import accuracy_metrics
+
+    held_out = {
+        "calibrated": accuracy_metrics([r.predicted_ms for r in random_only], [r.measured.median for r in random_only]),
+        "uncalibrated": accuracy_metrics([r.block_sum_ms for r in random_only],
+                                         [r.measured.median for r in random_only]),
+    }
+    return {"device": device_name, "space": space_name, "resolution": resolution,
+            "calibration": fit.to_dict(), "held_out_random": held_out,
+            "all_networks": {"calibrated": validation.calibrated, "uncalibrated": validation.uncalibrated},
+            "published": [r.to_row() for r in validation.results if r.kind == "published"],
+            "files": {k: str(v) for k, v in files.items()}, "wall_s": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", action="append", help="device name (repeatable; default cpu)")
+    parser.add_argument("--space", default="fbnet")
+    parser.add_argument("--resolution", type=int, action="append", help="repeatable; default 224 and 128")
+    parser.add_argument("--samples", type=int, default=50, help="held-out random networks")
+    parser.add_argument("--calibration-networks", type=int, default=10)
+    parser.add_argument("--no-published", action="store_true")
+    parser.add_argument("--lut-dir", type=Path, default=Path("bench/results/luts"))
+    parser.add_argument("--quick", action="store_true", help="64 px, 8 held-out networks, 4 for calibration")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/lut_accuracy.json"))
+    args = parser.parse_args()
+    if args.quick:
+        args.resolution, args.samples, args.calibration_networks = args.resolution or [64], 8, 4
+    console = Console()
+    results = [run(device, args.space, resolution, args.samples, args.calibration_networks, args.lut_dir,
+                   not args.no_published, console)
+               for device in (args.device or ["cpu"]) for resolution in (args.resolution or [224, 128])]
+    table = Table("device", "space @px", "prediction", "held-out n", "MAPE %", "within ±10%", "max err %",
+                  "Kendall tau", title="LUT accuracy on held-out random networks")
+    for result in results:
+        for label in ("uncalibrated", "calibrated"):
+            metrics = result["held_out_random"][label]
+            table.add_row(result["device"], f"{result['space']} @{result['resolution']}", label, str(metrics["n"]),
+                          f"{metrics['mape_pct']:.2f}", f"{100 * metrics['within_10pct']:.0f}%",
+                          f"{metrics['max_error_pct']:.1f}", f"{metrics['kendall_tau']:.3f}")
+    console.print(table)
+    published = Table("device", "@px", "network", "predicted ms", "measured ms", "error %",
+                      title="published networks (calibrated prediction)")
+    for result in results:
+        for row in result["published"]:
+            published.add_row(result["device"], str(result["resolution"]), row["name"], f"{row['predicted_ms']:.3f}",
+                              f"{row['measured_ms']:.3f}", f"{row['error_pct']:+.1f}")
+    console.print(published)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": platform.node(), "results": results}, indent=2) + "\n")
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
