@@ -68,6 +68,18 @@ def progress_bar(quiet: bool = False) -> Iterator[Progress]:
         yield progress
 
 
+def lazy_task(progress: Progress, description: str, total: int | None = None) -> Callable[..., None]:
+    """A callback that advances a progress task created on its first call (no empty bar before a failure)."""
+    task_ids: list = []
+
+    def advance(*_: Any) -> None:
+        if not task_ids:
+            task_ids.append(progress.add_task(description, total=total))
+        progress.advance(task_ids[0])
+
+    return advance
+
+
 def resolve_lut(device: str, lut: Path | None, lut_dir: Path) -> Path:
     from hwnas.lut.table import default_lut_path
 

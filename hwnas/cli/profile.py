@@ -15,6 +15,7 @@ from hwnas.cli.common import (
     LutPath,
     console,
     handles_errors,
+    lazy_task,
     print_json,
     progress_bar,
     resolve_lut,
@@ -53,15 +54,9 @@ def profile(
     path = resolve_lut(device, lut, lut_dir)
     settings = MeasureSettings(target_ci=target_ci, max_repeats=max_repeats, budget_s=budget)
     with progress_bar(quiet=as_json) as progress:
-        tasks = []
-
-        def on_block(spec, measured: bool) -> None:
-            if not tasks:  # created on the first block, so a failure before it leaves no empty bar
-                tasks.append(progress.add_task(f"profiling {device}", total=len(specs)))
-            progress.update(tasks[0], advance=1, description=f"{device} {spec.key[:48]}")
-
         try:
-            report, table = build_lut(target, specs, path, settings, force, reference_every, on_block)
+            report, table = build_lut(target, specs, path, settings, force, reference_every,
+                                      lazy_task(progress, f"profiling {device} ({path})", len(specs)))
         except KeyboardInterrupt:
             console.print(f"interrupted: rows measured so far are saved in {path}; rerun the same command to resume")
             raise typer.Exit(130) from None
