@@ -17,7 +17,7 @@ from hwnas.errors import ConfigError
 
 RUNTIMES = ("onnxruntime", "tensorrt", "tflite", "coreml", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
-_TRANSPORT_RE = re.compile(r"^(local|ssh://([\w.-]+@)?[\w.-]+(:\d+)?|adb://[\w.:-]*)$")
+_TRANSPORT_RE = re.compile(r"^(local|agent://local|ssh://([\w.-]+@)?[\w.-]+(:\d+)?|adb://[\w.:-]*)$")
 BUILTIN_DEVICES = Path(__file__).with_name("devices.yaml")
 
 
