@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hwnas.dense_space import densenas
 from hwnas.errors import ConfigError
 from hwnas.spaces import Space, Stage, expand_choices
 
@@ -59,7 +60,8 @@ def hardcore() -> Space:
     )
 
 
-SPACES: dict[str, Callable[[], Space]] = {"fbnet": fbnet, "proxyless": proxyless, "hardcore": hardcore}
+SPACES: dict[str, Callable[[], Space]] = {"fbnet": fbnet, "proxyless": proxyless, "hardcore": hardcore,
+                                          "densenas": densenas}
 
 
 def get_space(name: str, resolution: int | None = None, num_classes: int | None = None) -> Space:

@@ -1,0 +1,115 @@
+"""`hwnas search`: find the most accurate architecture of a space that meets a latency budget on a device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hwnas.cli.common import DevicesFile, JsonFlag, console, handles_errors, print_json, progress_bar
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)
+
+
+@handles_errors
+def search(
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (runs/NAME).", file_okay=False),
+    device: str = typer.Option(None, "--device", "-d", help="Device name from devices.yaml [default: cpu]."),
+    space: str = typer.Option(None, "--space", "-s", help="Search space name or a space YAML file [default: fbnet]."),
+    strategy: str = typer.Option(None, "--strategy", help="fbnet | proxyless | hardcore | densenas | ... "
+                                 "[default: fbnet]."),
+    latency_budget: str = typer.Option(None, "--latency-budget", "-b",
+                                       help="Budget: 20ms, 0.02s, 20000us, or a share of the space's feasible "
+                                            "range on the device, e.g. 50%."),
+    data: str = typer.Option(None, "--data", help="digits (embedded), cifar10:PATH, cifar100:PATH or an image "
+                             "folder [default: digits]."),
+    epochs: int = typer.Option(None, "--epochs", "-e", help="Search epochs [default: 4]."),
+    warmup_epochs: int = typer.Option(None, "--warmup-epochs", help="Weights-only epochs first [default: 1]."),
+    seed: int = typer.Option(None, "--seed", help="Seed of weights, sampling and data order [default: 0]."),
+    resolution: int = typer.Option(None, "--resolution", "-r", help="Input resolution in pixels [default: 32]."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per step and process [default: 64]."),
+    weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.05]."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads per process (0: torch's default)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Strategy hyperparameter KEY=VALUE (repeatable), "
+                                    "e.g. -p hard=true."),
+    config_file: Path = typer.Option(None, "--config", help="Start from this config YAML (a run's config.yaml).",
+                                     dir_okay=False),
+    lut: Path = typer.Option(None, "--lut", help="LUT CSV [default: luts/DEVICE.csv].", dir_okay=False),
+    devices_file: Path = DevicesFile,
+    profile_missing: bool = typer.Option(None, "--profile-missing/--no-profile-missing",
+                                         help="Measure the blocks the LUT lacks first (local devices), or refuse "
+                                              "[default: measure]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search saved in --out (its config.yaml; "
+                                "--epochs may extend it)."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Search SPACE for the most accurate architecture whose predicted latency on DEVICE meets the budget."""
+    from hwnas.config import DataConfig, SearchConfig, load_config, override, parse_assignments
+    from hwnas.errors import ConfigError
+    from hwnas.search import run_search
+
+    config = None
+    if not resume:
+        config = load_config(config_file) if config_file else SearchConfig()
+        if latency_budget is None and config_file is None:
+            raise ConfigError("--latency-budget is required (e.g. 20ms, or 50% of the space's feasible range)")
+        params = {**config.strategy_params, **parse_assignments(param)}
+        data_config = override(config.data or DataConfig(), source=data, resolution=resolution, batch_size=batch_size)
+        config = override(config, device=device, space=space, strategy=strategy, budget=latency_budget, seed=seed,
+                          epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
+                          lut=str(lut) if lut else None, devices_file=str(devices_file) if devices_file else None,
+                          profile_missing=profile_missing, strategy_params=params, data=data_config)
+    elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution)) or param:
+        raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs may change")
+    with progress_bar(quiet=as_json) as progress:
+        display = SearchDisplay(progress, console, quiet=as_json)
+        result = run_search(config, out, resume=resume, epochs=epochs if resume else None, reporter=display)
+    if as_json:
+        print_json(result.summary)
+        return
+    summary = result.summary
+    console.print(f"[bold]{summary['arch']}[/bold]", highlight=False, soft_wrap=True)
+    console.print(f"predicted {summary['predicted_ms']:.4g} ms on {summary['device']} (budget "
+                  f"{summary['budget_ms']:.4g} ms, feasible {summary['range_ms'][0]:.4g}..{summary['range_ms'][1]:.4g}"
+                  f" ms); {result.derivation.describe()}")
+    console.print(f"wrote {result.run_dir}/ (config.yaml, history.csv, supernet.pt, arch.json, arch_weights.png, "
+                  f"latency.png); next: hwnas train {result.run_dir}")
+
+
+class SearchDisplay:
+    """The live display: a bar for LUT profiling, a bar per epoch with the running losses, and one line per
+    finished epoch (losses, accuracy, expected latency, temperature)."""
+
+    def __init__(self, progress, console, quiet: bool = False):
+        self.progress, self.console, self.quiet = progress, console, quiet
+        self.task = None
+        self.profile_task = None
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False, soft_wrap=True)
+
+    def profiling(self, total: int) -> None:
+        self.profile_task = self.progress.add_task("profiling blocks", total=total)
+
+    def profiled(self, key: str, measured: bool) -> None:
+        self.progress.update(self.profile_task, advance=1, description=f"profiling {key[:40]}")
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps)
+        self.epoch, self.epochs = epoch, epochs
+
+    def step(self, epoch: int, step: int, steps: int, metrics: dict[str, float]) -> None:
+        shown = " ".join(f"{k} {v:.3g}" for k, v in metrics.items() if k in ("loss", "arch_loss", "sampled_ms"))
+        self.progress.update(self.task, completed=step + 1, description=f"epoch {epoch + 1}/{self.epochs} {shown}")
+
+    def epoch_finished(self, record) -> None:
+        extra = " ".join(f"{k} {v:.3g}" for k, v in record.status.items())
+        self.note(f"epoch {record.epoch + 1}: loss {record.weight_loss:.3f} arch {record.arch_loss:.3f} "
+                  f"train acc {record.train_acc:.3f} val acc {record.val_acc:.3f} "
+                  f"E\\[lat] {record.expected_ms:.4g} ms (budget {record.budget_ms:.4g}) {extra} "
+                  f"[{record.seconds:.0f} s]")

@@ -1,0 +1,149 @@
+"""Run configuration as frozen dataclasses: loaded once from YAML (checked key by key), overridden by CLI flags
+with `dataclasses.replace`, written back to `runs/NAME/config.yaml` so a run can be repeated or resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hwnas.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, at which resolution, and how they are split."""
+
+    source: str = "digits"  # 'digits' (embedded), 'cifar10:PATH', 'cifar100:PATH', or an image folder
+    resolution: int = 32  # input side in pixels; the space is searched (and its LUT measured) at this size
+    batch_size: int = 64  # images per step on each rank
+    arch_fraction: float = 0.2  # share of training images held out for architecture steps (FBNet: 20%)
+    val_fraction: float = 0.1  # share of images for the per-epoch validation accuracy
+    test_fraction: float = 0.2  # share kept as test set when the source has none (digits, plain folders)
+    split_seed: int = 0  # fixes the splits; independent of the search seed so the test set never moves
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training the derived network from scratch (`hwnas train runs/NAME`)."""
+
+    epochs: int = 10  # epochs over the whole training split (weights + architecture images)
+    lr: float = 0.05  # SGD learning rate, cosine-annealed to zero
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 4e-5  # L2 penalty on the weights
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search needs to be repeated: device, space, strategy, budget, data, schedule, seed."""
+
+    device: str = "cpu"  # device name from devices.yaml (or from devices_file)
+    devices_file: str | None = None  # the user's devices YAML, adding to the shipped one
+    lut: str | None = None  # latency table CSV; None: luts/DEVICE.csv
+    space: str = "fbnet"  # search space name (hwnas.catalog.SPACES)
+    strategy: str = "fbnet"  # search strategy name (hwnas.strategies.STRATEGIES)
+    budget: str = "50%"  # latency budget as given: 20ms / 0.02s / 20000us, or a share of the feasible range (50%)
+    budget_ms: float | None = None  # the budget in milliseconds on the device, resolved when the run starts
+    epochs: int = 4  # search epochs (warm-up included)
+    warmup_epochs: int = 1  # first epochs train weights only, sampling paths uniformly, before architecture steps
+    seed: int = 0  # seeds weights, path sampling and data order (the same on every rank)
+    weight_lr: float = 0.05  # SGD learning rate of the supernet weights, cosine-annealed over the epochs
+    weight_momentum: float = 0.9  # SGD momentum of the supernet weights
+    weight_decay: float = 4e-5  # L2 penalty on the supernet weights
+    grad_clip: float = 5.0  # clip the weight gradient norm to this (0: no clipping)
+    threads: int = 0  # torch CPU threads per process; 0 leaves torch's default
+    profile_missing: bool = True  # measure LUT blocks the space needs and the table lacks (local devices only)
+    strategy_params: dict[str, Any] = field(default_factory=dict)  # strategy hyperparameters (see its Params)
+    data: DataConfig = field(default_factory=DataConfig)  # dataset and splits
+    train: TrainConfig = field(default_factory=TrainConfig)  # from-scratch training of the derived network
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict (YAML-ready)."""
+    return dataclasses.asdict(config)
+
+
+def _check_type(where: str, key: str, value: Any, annotation: Any) -> Any:
+    """Accept the value when it fits the annotation (ints for floats too); else one line naming the key."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        base = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return None
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, bool, dict) and isinstance(value, base):
+            return value
+    expected = " or ".join("null" if o is type(None) else getattr(typing.get_origin(o) or o, "__name__", str(o))
+                           for o in options)
+    raise ConfigError(f"{where}: key '{key}' must be {expected}, got {value!r}")
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build a config dataclass from a mapping, refusing unknown keys and wrongly typed values."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(known)})")
+    values = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = from_dict(hint, value, f"{where}: {key}")
+        else:
+            values[key] = _check_type(where, key, value, hint)
+    return cls(**values)
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    """A run's config.yaml, every key checked."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    return from_dict(SearchConfig, data or {}, str(path))
+
+
+def save_config(config: SearchConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def override(config: Any, **changes: Any) -> Any:
+    """`replace` with the changes that are not None (CLI flags the user did not give stay as they were)."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_params(cls: type, values: dict[str, Any], where: str) -> Any:
+    """A strategy's frozen Params dataclass from a mapping (defaults for absent keys, unknown keys refused)."""
+    return from_dict(cls, dict(values), where)
+
+
+def parse_assignments(items: list[str], where: str = "--param") -> dict[str, Any]:
+    """`["tau0=5", "hard=true"]` -> {'tau0': 5, 'hard': True} (values read as YAML scalars)."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{where} '{item}': expected KEY=VALUE, e.g. tau0=5")
+        try:
+            result[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{where} '{item}': cannot read the value '{raw}'") from None
+    return result

@@ -1,0 +1,143 @@
+"""Where images come from: scikit-learn's digits (embedded, no download), CIFAR python pickles, image folders.
+
+Each reader returns every image of the source as uint8 (N, 3, R, R) at the requested resolution, labels, class
+names and, where the source defines one, its own test split.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hwnas.data.transforms import resize, to_uint8
+from hwnas.errors import ConfigError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Source:
+    """All images of a dataset at one resolution; `test_mask` marks the source's own test split (None: carve one)."""
+
+    name: str
+    images: torch.Tensor  # uint8 (N, 3, R, R)
+    labels: torch.Tensor  # int64 (N,)
+    classes: tuple[str, ...]
+    test_mask: torch.Tensor | None = None
+    flip: bool = True  # horizontal flips preserve the label (not for digits)
+
+
+def read_digits(resolution: int) -> Source:
+    """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), upsampled and repeated to 3 channels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = torch.from_numpy(digits.images.astype(np.float32) * (255.0 / 16.0)).unsqueeze(1)
+    images = to_uint8(resize(pixels, resolution)).repeat(1, 3, 1, 1)
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    return Source("digits", images, labels, tuple(str(i) for i in range(10)), flip=False)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return pickle.load(handle, encoding="latin1")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing; a CIFAR folder holds the python-format pickles") from None
+    except (pickle.UnpicklingError, EOFError) as error:
+        raise ConfigError(f"{path}: not a CIFAR python pickle ({error})") from None
+
+
+def read_cifar(root: Path, resolution: int, kind: str) -> Source:
+    """CIFAR-10 (`data_batch_1..5`, `test_batch`) or CIFAR-100 (`train`, `test`) python pickles from a folder."""
+    if kind == "cifar10":
+        parts = [_unpickle(root / f"data_batch_{i}") for i in range(1, 6)]
+        test = _unpickle(root / "test_batch")
+        label_key, meta, names_key = "labels", _unpickle(root / "batches.meta"), "label_names"
+    else:
+        parts = [_unpickle(root / "train")]
+        test = _unpickle(root / "test")
+        label_key, meta, names_key = "fine_labels", _unpickle(root / "meta"), "fine_label_names"
+    chunks = [*parts, test]
+    try:
+        data = np.concatenate([np.asarray(chunk["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for chunk in chunks])
+        labels = np.concatenate([np.asarray(chunk[label_key], dtype=np.int64) for chunk in chunks])
+    except KeyError as error:
+        raise ConfigError(f"{root}: CIFAR pickle lacks key {error}; is this {kind}?") from None
+    test_mask = torch.zeros(len(labels), dtype=torch.bool)
+    test_mask[len(labels) - len(test[label_key]):] = True
+    images = torch.from_numpy(data)
+    if resolution != 32:
+        images = to_uint8(resize(images, resolution))
+    return Source(kind, images, torch.from_numpy(labels), tuple(meta[names_key]), test_mask)
+
+
+def detect_cifar(root: Path) -> str | None:
+    if (root / "data_batch_1").exists():
+        return "cifar10"
+    if (root / "train").is_file() and (root / "meta").is_file():
+        return "cifar100"
+    return None
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _load_image(path: Path, resolution: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ConfigError(f"{path}: cannot read this image ({error})") from None
+    tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
+    return to_uint8(resize(tensor, resolution))[0]
+
+
+def read_folder(root: Path, resolution: int) -> Source:
+    """Class sub-folders of images (`root/CLASS/*.png`), or `root/train/CLASS` + `root/test/CLASS` for a split."""
+    split_roots = {"train": root / "train", "test": root / "test"}
+    if split_roots["train"].is_dir():
+        roots = [(split_roots["train"], False)]
+        if split_roots["test"].is_dir():
+            roots.append((split_roots["test"], True))
+    else:
+        roots = [(root, False)]
+    classes = [p.name for p in _class_folders(roots[0][0])]
+    if not classes:
+        raise ConfigError(f"{roots[0][0]}: no class sub-folders (expected FOLDER/CLASS/image.png)")
+    images, labels, is_test = [], [], []
+    for folder, test in roots:
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            for file in files:
+                images.append(_load_image(file, resolution))
+                labels.append(label)
+                is_test.append(test)
+    if len(images) < 2 * len(classes):
+        raise ConfigError(f"{root}: {len(images)} image(s) in {len(classes)} class folder(s); too few to split")
+    test_mask = torch.tensor(is_test) if any(is_test) else None
+    return Source(root.name, torch.stack(images), torch.tensor(labels, dtype=torch.int64), tuple(classes), test_mask)
+
+
+def read_source(name_or_path: str, resolution: int) -> Source:
+    """`digits`, `cifar10:PATH`, `cifar100:PATH`, or a folder (CIFAR pickles or class sub-folders)."""
+    if name_or_path == "digits":
+        return read_digits(resolution)
+    kind, _, rest = name_or_path.partition(":")
+    if kind in ("cifar10", "cifar100") and rest:
+        root = Path(rest)
+        if not root.is_dir():
+            raise ConfigError(f"--data {name_or_path}: {root} is not a folder")
+        return read_cifar(root, resolution, kind)
+    root = Path(name_or_path)
+    if not root.is_dir():
+        raise ConfigError(f"--data '{name_or_path}': not 'digits', cifar10:PATH, cifar100:PATH or an image folder")
+    cifar = detect_cifar(root)
+    return read_cifar(root, resolution, cifar) if cifar else read_folder(root, resolution)

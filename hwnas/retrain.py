@@ -1,0 +1,76 @@
+"""Train a search's derived network from scratch (`hwnas train runs/NAME`) and measure it on the run's device."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwnas.arch import Arch
+from hwnas.errors import HwnasError
+from hwnas.run import ARCH, TRAIN_REPORT, TRAINED, RunDir
+from hwnas.train import TrainRecord, accuracy, train_network
+
+
+def measure_latency_ms(arch: Arch, model: torch.nn.Module, device_name: str, devices_file: str | None) -> float:
+    """Median end-to-end latency on the device, milliseconds per image (the LUT's unit)."""
+    from hwnas.device import get_device
+    from hwnas.profilers import get_profiler
+
+    device = get_device(device_name, devices_file)
+    with get_profiler(device) as profiler:
+        timing, _ = profiler.measure(model.eval(), (device.batch, arch.in_channels, arch.resolution, arch.resolution))
+    return timing.median / device.batch
+
+
+def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = None, measure: bool = True,
+              on_epoch: Callable[[TrainRecord], None] | None = None,
+              on_step: Callable[[int, int, int], None] | None = None) -> dict[str, Any]:
+    """Train `run`'s arch.json on the run's data from scratch; write trained.pt (state_dict of `Arch.build()`)
+    and train.json (accuracy, measured and predicted latency)."""
+    from hwnas.data import load_splits
+
+    folder = RunDir(run)
+    config = folder.config()
+    if not folder.file(ARCH).exists():
+        raise HwnasError(f"{folder.path}: no {ARCH}; the search has not finished (resume it with --resume)")
+    saved = json.loads(folder.file(ARCH).read_text())
+    arch = Arch.load(folder.file(ARCH))
+    data = config.data
+    splits = load_splits(data.source, data.resolution, ("train", "test"), test_fraction=data.test_fraction,
+                         val_fraction=data.val_fraction, arch_fraction=data.arch_fraction,
+                         split_seed=data.split_seed)
+    if arch.num_classes != splits["train"].num_classes:
+        raise HwnasError(f"{folder.file(ARCH)}: {arch.num_classes} classes, the data has "
+                         f"{splits['train'].num_classes}")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = arch.build()
+    settings = config.train
+    epochs = settings.epochs if epochs is None else epochs
+    start = time.perf_counter()
+    records = train_network(model, splits["train"], epochs=epochs, batch_size=data.batch_size,
+                            lr=settings.lr if lr is None else lr, momentum=settings.momentum,
+                            weight_decay=settings.weight_decay, seed=config.seed,
+                            label_smoothing=settings.label_smoothing, on_epoch=on_epoch, on_step=on_step)
+    test_acc = accuracy(model, splits["test"])
+    torch.save(model.state_dict(), folder.file(TRAINED))
+    report: dict[str, Any] = {
+        "run": str(folder.path), "arch": arch.to_string(), "device": config.device, "epochs": epochs,
+        "test_acc": test_acc, "train_acc": records[-1].train_acc if records else None,
+        "train_seconds": time.perf_counter() - start, "budget_ms": saved.get("budget_ms"),
+        "predicted_ms": saved.get("predicted_ms"), "measured_ms": None, "trained": str(folder.file(TRAINED)),
+        "test_images": len(splits["test"]),
+    }
+    if measure:
+        try:
+            report["measured_ms"] = measure_latency_ms(arch, model, config.device, config.devices_file)
+        except HwnasError as error:  # the runtime or the device is not reachable from here: say so, keep results
+            report["measure_error"] = str(error)
+    folder.write_json(TRAIN_REPORT, report)
+    return report

@@ -1,0 +1,205 @@
+"""`run_search`: one search from config to run directory (profile what the LUT lacks, check the budget, train the
+supernet with the strategy, checkpoint every epoch, derive an architecture within budget, plot)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from hwnas.config import SearchConfig, to_dict
+from hwnas.errors import HwnasError
+from hwnas.run import ARCH, SUMMARY, RunDir
+from hwnas.strategies.base import Derivation, SearchProblem, make_strategy
+from hwnas.train import EpochRecord, Ranks, SearchLoop, broadcast_state, init_ranks, make_weight_optimizer
+
+
+class Reporter(Protocol):
+    """Progress callbacks (the CLI draws a live display; benchmarks and tests stay silent)."""
+
+    def profiling(self, total: int) -> None: ...
+    def profiled(self, key: str, measured: bool) -> None: ...
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, epoch: int, step: int, steps: int, metrics: dict[str, float]) -> None: ...
+    def epoch_finished(self, record: EpochRecord) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def profiling(self, total: int) -> None: ...
+    def profiled(self, key: str, measured: bool) -> None: ...
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, epoch: int, step: int, steps: int, metrics: dict[str, float]) -> None: ...
+    def epoch_finished(self, record: EpochRecord) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    config: SearchConfig
+    derivation: Derivation
+    range_ms: tuple[float, float]
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter: Reporter):
+    """The device's LUT for `space`, measuring the blocks it lacks first (local devices, when allowed)."""
+    from hwnas.device import get_device
+    from hwnas.lut.build import build_lut
+    from hwnas.lut.model import LatencyModel
+    from hwnas.lut.table import LatencyTable, default_lut_path
+
+    device = get_device(config.device, config.devices_file)
+    path = Path(config.lut) if config.lut else default_lut_path(device.name)
+    specs = space.specs()
+    table = LatencyTable.load(path) if path.exists() else None
+    missing = len(table.missing(s.key for s in specs)) if table is not None else len(specs)
+    if missing:
+        command = (f"hwnas profile --device {device.name} --space {config.space} --resolution "
+                   f"{space.resolution} --classes {space.num_classes}" + (f" --lut {path}" if config.lut else ""))
+        if not (device.is_local and config.profile_missing):
+            why = "" if device.is_local else f" (device '{device.name}' is remote)"
+            raise HwnasError(f"{path}: {missing} of the {len(specs)} blocks space '{config.space}' needs at "
+                             f"{space.resolution}px are not measured{why}; run `{command}` first")
+        if ranks.is_main:
+            reporter.note(f"{path}: measuring {missing} missing block(s) on '{device.name}' first")
+            reporter.profiling(len(specs))
+            build_lut(device, specs, path, on_block=lambda spec, measured: reporter.profiled(spec.key, measured))
+        ranks.barrier()
+        table = LatencyTable.load(path)
+    return LatencyModel(table), path
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = False, epochs: int | None = None,
+               reporter: Reporter | None = None) -> SearchResult:
+    """Search per `config` into run directory `out`; with `resume`, continue the run saved there."""
+    from hwnas.data import load_splits
+    from hwnas.latency import space_range_ms
+    from hwnas.space_files import resolve_space
+    from hwnas.units import resolve_budget_ms
+
+    reporter = reporter or SilentReporter()
+    ranks = init_ranks()
+    run = RunDir(out)
+    if resume:
+        config = run.config()
+        if not run.has_checkpoint:
+            raise HwnasError(f"{run.path}: nothing to resume (no supernet.pt); run without --resume")
+    elif config is None:
+        raise HwnasError("run_search needs a config unless resuming")
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    if config.epochs < 1 or not 0 <= config.warmup_epochs < config.epochs + 1:
+        raise HwnasError(f"epochs {config.epochs} and warmup_epochs {config.warmup_epochs}: need epochs >= 1 and "
+                         "0 <= warmup_epochs <= epochs")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    data = config.data
+    splits = load_splits(data.source, data.resolution, ("train_weights", "train_arch", "val"),
+                         test_fraction=data.test_fraction, val_fraction=data.val_fraction,
+                         arch_fraction=data.arch_fraction, split_seed=data.split_seed)
+    num_classes = splits["train_weights"].num_classes
+    space = resolve_space(config.space, data.resolution, num_classes)
+    model, lut_path = open_latency_model(config, space, ranks, reporter)
+    range_ms = space_range_ms(space, model)
+    budget_ms = config.budget_ms if (resume and config.budget_ms) else resolve_budget_ms(config.budget, range_ms)
+    config = replace(config, budget_ms=budget_ms, lut=str(lut_path))
+    if ranks.is_main:
+        run.create(config, resume)
+    ranks.barrier()
+
+    _seed_everything(config.seed)
+    strategy = make_strategy(config.strategy, SearchProblem(space, model, budget_ms, config.seed),
+                             config.strategy_params)
+    optimizer = make_weight_optimizer(strategy.weight_parameters(), config.weight_lr, config.weight_momentum,
+                                      config.weight_decay)
+    start_epoch = 0
+    if resume:
+        state = run.load_checkpoint()
+        strategy.supernet.load_state_dict(state["supernet"])
+        strategy.load_state_dict(state["strategy"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"]) + 1
+        if ranks.is_main:
+            run.truncate_history(start_epoch)
+            reporter.note(f"resuming {run.path} after epoch {start_epoch - 1}")
+    broadcast_state(strategy.supernet, ranks)
+
+    loop = SearchLoop(strategy, splits["train_weights"], splits["train_arch"], splits["val"], optimizer,
+                      config.epochs, config.warmup_epochs, data.batch_size, config.weight_lr, config.seed,
+                      budget_ms, config.grad_clip, ranks,
+                      on_step=lambda e, s, n, m: reporter.step(e, s, n, m))
+
+    def finish_epoch(record: EpochRecord) -> None:
+        if ranks.is_main:
+            run.append_history(record.row())
+            run.save_checkpoint({"epoch": record.epoch, "supernet": strategy.supernet.state_dict(),
+                                 "strategy": strategy.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "rng": _rng_state(), "config": to_dict(config)})
+        ranks.barrier()
+        reporter.epoch_finished(record)
+        if record.epoch + 1 < config.epochs:
+            reporter.epoch_started(record.epoch + 1, config.epochs, loop.steps_per_epoch())
+
+    reporter.epoch_started(start_epoch, config.epochs, loop.steps_per_epoch())
+    loop.run(start_epoch, finish_epoch)
+
+    derivation = strategy.derive()
+    if derivation.predicted_ms > budget_ms * (1 + 1e-9):
+        raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
+                         f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
+    reporter.note(derivation.describe())
+    history = run.history() if ranks.is_main else []
+    summary = {"run": str(run.path), "device": config.device, "space": config.space, "strategy": config.strategy,
+               "budget": config.budget, "budget_ms": budget_ms, "range_ms": list(range_ms),
+               "predicted_ms": derivation.predicted_ms, "argmax_ms": derivation.argmax_ms,
+               "repaired": derivation.repaired, "repair_method": derivation.method,
+               "arch": derivation.arch.to_string(), "epochs": config.epochs, "world_size": ranks.world,
+               "arch_params_identical_across_ranks": True, "lut": str(lut_path),
+               "val_acc": history[-1]["val_acc"] if history else None,
+               "seconds": time.perf_counter() - started}
+    if ranks.is_main:
+        derivation.arch.save(run.file(ARCH), device=config.device, space=config.space, strategy=config.strategy,
+                             budget_ms=budget_ms, predicted_ms=derivation.predicted_ms,
+                             argmax_ms=derivation.argmax_ms, repaired=derivation.repaired,
+                             repair_method=derivation.method, dataset=data.source, num_classes=num_classes,
+                             lut=str(lut_path), seed=config.seed)
+        run.write_json(SUMMARY, summary)
+        _plots(run, strategy, history, budget_ms, derivation, config)
+    ranks.barrier()
+    return SearchResult(run.path, config, derivation, range_ms, history, summary)
+
+
+def _plots(run: RunDir, strategy: Any, history: list[dict[str, Any]], budget_ms: float, derivation: Derivation,
+           config: SearchConfig) -> None:
+    from hwnas.search_plots import plot_arch_weights, plot_latency
+
+    plot_arch_weights(strategy.arch_weights(), run.file("arch_weights.png"),
+                      f"{config.strategy} on {config.space}: architecture weights per layer")
+    if history:
+        plot_latency(history, budget_ms, run.file("latency.png"), derivation.predicted_ms)

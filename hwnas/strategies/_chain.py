@@ -1,0 +1,73 @@
+"""What the softmax-parametrised chain strategies (FBNet, ProxylessNAS) share: one logit vector per position,
+expected latency Σ_l Σ_i p_{l,i} t_{l,i}, argmax validation, and derivation with budget repair."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwnas.latency import ChainCost, chain_cost, proxyless_expected_latency
+from hwnas.projection import project_chain
+from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, TradeoffController
+from hwnas.supernet import ChainSupernet
+
+
+class ChainLogitsStrategy(BaseStrategy):
+    """A chain supernet with architecture logits θ_l per position (softmax probabilities)."""
+
+    space_kinds = ("chain",)
+
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any], masked: bool = False):
+        super().__init__(problem, params)
+        self.space = problem.space
+        self.cost: ChainCost = chain_cost(self.space, problem.latency)
+        self.supernet = ChainSupernet(self.space, masked=masked)
+        self.logits = [torch.zeros(len(p.candidates), requires_grad=True) for p in self.space.positions]
+        self.control: TradeoffController | None = None
+
+    def arch_parameters(self) -> list[torch.Tensor]:
+        return self.logits
+
+    def probabilities(self) -> list[torch.Tensor]:
+        return [F.softmax(theta, dim=-1) for theta in self.logits]
+
+    def argmax_choices(self) -> list[int]:
+        return [int(theta.argmax()) for theta in self.logits]
+
+    @torch.no_grad()
+    def expected_latency_ms(self) -> float:
+        return float(proxyless_expected_latency(self.probabilities(), self.cost))
+
+    @torch.no_grad()
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet.forward_choices(x, self.argmax_choices())
+
+    def arch_weights(self) -> list[tuple[str, np.ndarray]]:
+        return [(f"{p.index} s{p.stage}", prob.detach().numpy()) for p, prob in
+                zip(self.space.positions, self.probabilities())]
+
+    def candidate_labels(self) -> list[list[str]]:
+        return [[op.token(self.space.act) for op in p.candidates] for p in self.space.positions]
+
+    @torch.no_grad()
+    def derive(self) -> Derivation:
+        scores = [F.log_softmax(theta, dim=-1).numpy() for theta in self.logits]
+        projection = project_chain(scores, self.cost, self.problem.budget_ms, self.params.projection)
+        arch = self.space.arch(list(projection.choices))
+        return Derivation(arch, self.problem.latency.predict(arch), projection.argmax_ms, self.problem.budget_ms,
+                          projection.method, {"choices": list(projection.choices)})
+
+    def update_control(self) -> None:
+        if self.control is not None:
+            self.control.update(self.expected_latency_ms(), self.problem.budget_ms)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"control": self.control.state_dict() if self.control else None}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if self.control is not None and state.get("control"):
+            self.control.load_state_dict(state["control"])

@@ -1,0 +1,282 @@
+"""The shared training loop: supernet weights by SGD on the weight split, architecture steps on the disjoint
+architecture split (interleaved so each split is seen once per epoch), data parallel across ranks.
+
+Data parallelism (`torchrun --nproc_per_node N`): every rank holds the whole supernet; each sees its shard of
+every batch order; after each backward the trainer averages gradients with `all_reduce` (weights, then
+architecture parameters) so every rank applies the same update. This is what DistributedDataParallel does,
+done explicitly because sampled subnetworks leave parameters unused in a step and architecture steps need the
+same reduction. Architecture parameters are compared across ranks every epoch; a mismatch stops the run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from hwnas.data import ImageDataset
+from hwnas.errors import HwnasError
+from hwnas.strategies.base import StepContext, Strategy
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a data-parallel run (rank 0 of 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def init_ranks(backend: str | None = None) -> Ranks:
+    """Join the process group torchrun set up (WORLD_SIZE > 1), gloo on CPU and nccl on CUDA."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def average_gradients(params: Iterable[torch.Tensor], ranks: Ranks) -> None:
+    """Average `.grad` over ranks in one flat all_reduce (parameters without a gradient are left out: all ranks
+    sample the same paths, so they agree on which those are)."""
+    if not ranks.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ranks.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_state(module: nn.Module, ranks: Ranks) -> None:
+    """Rank 0's parameters and buffers to every rank (start of run; BatchNorm statistics each epoch)."""
+    if ranks.enabled:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, 0)
+
+
+def check_arch_identical(strategy: Strategy, ranks: Ranks) -> bool:
+    """True when every rank holds bit-identical architecture parameters."""
+    if not ranks.enabled:
+        return True
+    local = torch.cat([p.detach().reshape(-1).double() for p in strategy.arch_parameters()] or [torch.zeros(1)])
+    gathered = [torch.empty_like(local) for _ in range(ranks.world)]
+    dist.all_gather(gathered, local)
+    return all(torch.equal(gathered[0], other) for other in gathered[1:])
+
+
+def _sum_over_ranks(values: Sequence[float], ranks: Ranks) -> list[float]:
+    tensor = torch.tensor(list(values), dtype=torch.float64)
+    if ranks.enabled:
+        dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def cosine_lr(base: float, position: float) -> float:
+    """Cosine annealing from `base` to 0 over position 0..1."""
+    return base * 0.5 * (1 + math.cos(math.pi * min(max(position, 0.0), 1.0)))
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch, as history.csv stores it."""
+
+    epoch: int
+    weight_loss: float
+    arch_loss: float
+    train_acc: float
+    val_acc: float
+    expected_ms: float
+    budget_ms: float
+    lr: float
+    seconds: float
+    arch_steps: int
+    status: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        base = {k: v for k, v in self.__dict__.items() if k != "status"}
+        return {**base, **self.status}
+
+
+@dataclass
+class SearchLoop:
+    """Runs search epochs for one strategy over the weight, architecture and validation splits."""
+
+    strategy: Strategy
+    weights: ImageDataset
+    arch: ImageDataset
+    val: ImageDataset
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    warmup_epochs: int
+    batch_size: int
+    base_lr: float
+    seed: int
+    budget_ms: float
+    grad_clip: float = 5.0
+    ranks: Ranks = field(default_factory=Ranks)
+    on_step: Callable[[int, int, int, dict[str, float]], None] | None = None  # (epoch, step, steps, metrics)
+
+    def steps_per_epoch(self) -> int:
+        return max(1, (len(self.weights) // self.ranks.world) // self.batch_size)
+
+    def run(self, start_epoch: int, on_epoch: Callable[[EpochRecord], None]) -> None:
+        for epoch in range(start_epoch, self.epochs):
+            record = self.run_epoch(epoch)
+            on_epoch(record)
+
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        start = time.perf_counter()
+        warmup = epoch < self.warmup_epochs
+        strategy = self.strategy
+        strategy.start_epoch(epoch, self.epochs, warmup)
+        weight_batches = list(self.weights.batches(self.batch_size, seed=self.seed, epoch=epoch, rank=self.ranks.rank,
+                                                   world=self.ranks.world))
+        arch_batches = [] if warmup else list(self.arch.batches(
+            self.batch_size, seed=self.seed + 1, epoch=epoch, rank=self.ranks.rank, world=self.ranks.world))
+        steps = len(weight_batches)
+        totals = {"weight_loss": 0.0, "arch_loss": 0.0, "correct": 0.0, "seen": 0.0, "arch_steps": 0.0}
+        lr = self.base_lr
+        for step, (x, y) in enumerate(weight_batches):
+            lr = cosine_lr(self.base_lr, (epoch + step / steps) / self.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            strategy.supernet.train()
+            out = strategy.weight_loss(x, y)
+            if not torch.isfinite(out.loss):
+                raise HwnasError(f"epoch {epoch} step {step}: the weight loss is {out.loss.item()}; lower "
+                                 "--weight-lr or check the data")
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            params = strategy.weight_parameters()
+            average_gradients(params, self.ranks)
+            if self.grad_clip:
+                nn.utils.clip_grad_norm_(params, self.grad_clip)
+            self.optimizer.step()
+            totals["weight_loss"] += float(out.loss.detach()) * len(y)
+            totals["correct"] += float((out.logits.detach().argmax(1) == y).sum())
+            totals["seen"] += len(y)
+            metrics = {"loss": float(out.loss.detach()), **out.metrics}
+            due = (step + 1) * len(arch_batches) // steps - step * len(arch_batches) // steps
+            for index in range(step * len(arch_batches) // steps, step * len(arch_batches) // steps + due):
+                xa, ya = arch_batches[index]
+                for p in strategy.arch_parameters():
+                    p.grad = None
+                arch_metrics = strategy.arch_backward(xa, ya, StepContext((x, y), self.optimizer, lr, epoch, step))
+                average_gradients(strategy.arch_parameters(), self.ranks)
+                strategy.arch_update()
+                totals["arch_loss"] += arch_metrics.get("arch_loss", 0.0)
+                totals["arch_steps"] += 1
+                metrics.update(arch_metrics)
+            if self.on_step:
+                self.on_step(epoch, step, steps, metrics)
+        broadcast_state(strategy.supernet, self.ranks)
+        if not check_arch_identical(strategy, self.ranks):
+            raise HwnasError(f"epoch {epoch}: architecture parameters differ between ranks; a strategy must draw "
+                             "every sample from its seeded generator")
+        weight_loss, correct, seen, arch_loss, arch_steps = _sum_over_ranks(
+            [totals["weight_loss"], totals["correct"], totals["seen"], totals["arch_loss"], totals["arch_steps"]],
+            self.ranks)
+        return EpochRecord(epoch=epoch, weight_loss=weight_loss / max(seen, 1),
+                           arch_loss=arch_loss / max(arch_steps, 1), train_acc=correct / max(seen, 1),
+                           val_acc=self.validate(), expected_ms=strategy.expected_latency_ms(),
+                           budget_ms=self.budget_ms, lr=lr, seconds=time.perf_counter() - start,
+                           arch_steps=int(arch_steps / self.ranks.world), status=strategy.status())
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Accuracy on the validation split of the strategy's current choice (its `eval_logits`)."""
+        self.strategy.supernet.eval()
+        correct = seen = 0.0
+        for x, y in self.val.batches(256, shuffle=False, rank=self.ranks.rank, world=self.ranks.world,
+                                     augment=False):
+            correct += float((self.strategy.eval_logits(x).argmax(1) == y).sum())
+            seen += len(y)
+        correct, seen = _sum_over_ranks([correct, seen], self.ranks)
+        return correct / max(seen, 1)
+
+
+def make_weight_optimizer(params: Iterable[nn.Parameter], lr: float, momentum: float,
+                          weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(list(params), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+
+
+# -- training a derived network from scratch ------------------------------------------------------------------
+@dataclass
+class TrainRecord:
+    epoch: int
+    loss: float
+    train_acc: float
+    lr: float
+    seconds: float
+
+
+def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_size: int, lr: float,
+                  momentum: float, weight_decay: float, seed: int, label_smoothing: float = 0.0,
+                  on_epoch: Callable[[TrainRecord], None] | None = None,
+                  on_step: Callable[[int, int, int], None] | None = None) -> list[TrainRecord]:
+    """Plain supervised training (SGD, cosine schedule) of a discrete network."""
+    optimizer = make_weight_optimizer(model.parameters(), lr, momentum, weight_decay)
+    records = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        batches = list(train.batches(batch_size, seed=seed, epoch=epoch))
+        total = correct = seen = 0.0
+        current = lr
+        for step, (x, y) in enumerate(batches):
+            current = cosine_lr(lr, (epoch + step / len(batches)) / epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = current
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            total += float(loss.detach()) * len(y)
+            correct += float((logits.detach().argmax(1) == y).sum())
+            seen += len(y)
+            if on_step:
+                on_step(epoch, step, len(batches))
+        record = TrainRecord(epoch, total / max(seen, 1), correct / max(seen, 1), current, time.perf_counter() - start)
+        records.append(record)
+        if on_epoch:
+            on_epoch(record)
+    return records
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> float:
+    model.eval()
+    correct = seen = 0
+    for x, y in data.batches(batch_size, shuffle=False, augment=False):
+        correct += int((model(x).argmax(1) == y).sum())
+        seen += len(y)
+    return correct / max(seen, 1)
