@@ -79,14 +79,24 @@ def load_space_file(path: str | Path) -> Space:
 
 
 def resolve_space(name: str, resolution: int | None = None, num_classes: int | None = None) -> Any:
-    """A catalog space by name, or a space file (`*.yaml`), at the given resolution and class count."""
-    from hwnas.catalog import get_space
+    """A space by catalog name (hwnas.catalog, then the cell spaces of hwnas.cells when present) or a space file
+    (`*.yaml`), at the given resolution and class count."""
+    import importlib.util
 
-    if not is_space_file(name):
+    from hwnas.catalog import SPACES, get_space
+
+    if is_space_file(name):
+        space = load_space_file(name)
+        if resolution is not None:
+            space = space.with_resolution(resolution)
+        return space.with_classes(num_classes) if num_classes is not None else space
+    if name in SPACES:
         return get_space(name, resolution, num_classes)
-    space = load_space_file(name)
-    if resolution is not None:
-        space = space.with_resolution(resolution)
-    if num_classes is not None:
-        space = space.with_classes(num_classes)
-    return space
+    known = sorted(SPACES)
+    if importlib.util.find_spec("hwnas.cells") is not None:
+        from hwnas.cells import catalog as cells
+
+        if name in cells.CELL_SPACES:
+            return cells.get_cell_space(name, resolution, num_classes)
+        known += sorted(cells.CELL_SPACES)
+    raise ConfigError(f"unknown space '{name}' (known: {', '.join(known)}; or a space YAML file)")

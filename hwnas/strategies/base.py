@@ -23,6 +23,11 @@ Data parallelism: every rank builds the same strategy with the same seed and mus
 from `self.generator` (seeded identically on all ranks), so all ranks compute the same paths, the averaged
 gradients are identical, and so are the architecture parameters after each update.
 
+Spaces: `hwnas.space_files.resolve_space` finds a space by name (hwnas.catalog, then hwnas.cells) or YAML file.
+Any space kind works with the trainer and CLI when it has `name`, `resolution`, `num_classes` and `specs()` (the
+BlockSpecs its LUT must hold) and, unless it is a chain (`hwnas.spaces.Space`) or dense space, a
+`latency_range_ms(model) -> (fastest, slowest)`; its `kind` attribute names it for `space_kinds`.
+
 Register a strategy by adding `"name": "module.path:ClassName"` to STRATEGIES (resolved on use).
 """
 
