@@ -22,7 +22,7 @@ class DataConfig:
 
     source: str = "digits"  # 'digits' (embedded), 'cifar10:PATH', 'cifar100:PATH', or an image folder
     resolution: int = 32  # input side in pixels; the space is searched (and its LUT measured) at this size
-    batch_size: int = 64  # images per step on each rank
+    batch_size: int = 32  # images per step on each rank
     arch_fraction: float = 0.2  # share of training images held out for architecture steps (FBNet: 20%)
     val_fraction: float = 0.1  # share of images for the per-epoch validation accuracy
     test_fraction: float = 0.2  # share kept as test set when the source has none (digits, plain folders)
@@ -34,7 +34,7 @@ class TrainConfig:
     """Training the derived network from scratch (`hwnas train runs/NAME`)."""
 
     epochs: int = 10  # epochs over the whole training split (weights + architecture images)
-    lr: float = 0.05  # SGD learning rate, cosine-annealed to zero
+    lr: float = 0.2  # SGD learning rate, cosine-annealed to zero
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 4e-5  # L2 penalty on the weights
     label_smoothing: float = 0.0  # cross-entropy label smoothing
@@ -54,7 +54,7 @@ class SearchConfig:
     epochs: int = 4  # search epochs (warm-up included)
     warmup_epochs: int = 1  # first epochs train weights only, sampling paths uniformly, before architecture steps
     seed: int = 0  # seeds weights, path sampling and data order (the same on every rank)
-    weight_lr: float = 0.05  # SGD learning rate of the supernet weights, cosine-annealed over the epochs
+    weight_lr: float = 0.1  # SGD learning rate of the supernet weights, cosine-annealed over the epochs
     weight_momentum: float = 0.9  # SGD momentum of the supernet weights
     weight_decay: float = 4e-5  # L2 penalty on the supernet weights
     grad_clip: float = 5.0  # clip the weight gradient norm to this (0: no clipping)

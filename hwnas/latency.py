@@ -113,7 +113,8 @@ def hardcore_expected_latency(alpha: Sequence[torch.Tensor], beta: Mapping[int, 
         block = (a.to(torch.float64) * t).sum()
         if position in presence:
             p = presence[position]
-            total = total + p * block + (1 - p) * t[skip_index[position]]
+            skip = t[skip_index[position]] if skip_index[position] is not None else 0.0  # mandatory: p == 1
+            total = total + p * block + (1 - p) * skip
         else:
             total = total + block
     return cost.calibrate(cost.fixed_ms + total)
@@ -138,18 +139,21 @@ class DenseCost:
         return self.scale * block_sum + self.offset_ms
 
     def _extreme_path(self, pick: Any) -> float:
+        """Shortest (pick=min) or longest (max) path by dynamic programming over the routing DAG."""
         best = {0: 0.0}
         for node in range(1, self.num_nodes):
-            inner = float(pick(self.layer_ms[node - 1])) * self.layers[node - 1] if node < self.num_nodes - 1 else 0.0
-            arrivals = [best[src] + float(pick(self.edge_ms[e])) for e, (src, dst) in enumerate(self.edges)
+            inner = 0.0
+            if node < self.num_nodes - 1:
+                inner = pick(self.layer_ms[node - 1].tolist()) * self.layers[node - 1]
+            arrivals = [best[src] + pick(self.edge_ms[e].tolist()) for e, (src, dst) in enumerate(self.edges)
                         if dst == node and src in best]
             if arrivals:
-                best[node] = pick(torch.tensor(arrivals)).item() + inner
+                best[node] = pick(arrivals) + inner
         return float(self.calibrate(self.fixed_ms + best[self.num_nodes - 1]))
 
     @property
     def range_ms(self) -> tuple[float, float]:
-        return self._extreme_path(torch.min), self._extreme_path(torch.max)
+        return self._extreme_path(min), self._extreme_path(max)
 
 
 def densenas_chained_cost(edge_probs: Sequence[torch.Tensor], edge_op_weights: Sequence[torch.Tensor],

@@ -80,16 +80,13 @@ class RunDir:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def truncate_history(self, before_epoch: int) -> None:
-        """Keep only rows of epochs < before_epoch (a resumed run rewrites what followed its checkpoint)."""
-        rows = [r for r in self.history() if int(r["epoch"]) < before_epoch]
+    def write_history(self, rows: list[Mapping[str, Any]]) -> None:
+        """Replace history.csv by `rows` (a resumed run restores the rows its checkpoint holds)."""
         path = self.file(HISTORY)
-        if not path.exists():
-            return
-        header = next(csv.reader(io.StringIO(path.read_text())), None)
-        path.unlink()
+        if path.exists():
+            path.unlink()
         for row in rows:
-            self.append_history({k: row.get(k, "") for k in header})
+            self.append_history(row)
 
     # -- checkpoint ---------------------------------------------------------------------------------------
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:

@@ -94,8 +94,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = False, epochs: int | None = None,
-               reporter: Reporter | None = None) -> SearchResult:
-    """Search per `config` into run directory `out`; with `resume`, continue the run saved there."""
+               reporter: Reporter | None = None, space: Any = None) -> SearchResult:
+    """Search per `config` into run directory `out`; with `resume`, continue the run saved there.
+
+    `space` (library use) searches that space object instead of resolving `config.space` by name; pass the same
+    object again to resume."""
     from hwnas.data import load_splits
     from hwnas.latency import space_range_ms
     from hwnas.space_files import resolve_space
@@ -123,7 +126,10 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
                          test_fraction=data.test_fraction, val_fraction=data.val_fraction,
                          arch_fraction=data.arch_fraction, split_seed=data.split_seed)
     num_classes = splits["train_weights"].num_classes
-    space = resolve_space(config.space, data.resolution, num_classes)
+    if space is None:
+        space = resolve_space(config.space, data.resolution, num_classes)
+    else:
+        space = space.with_resolution(data.resolution).with_classes(num_classes)
     model, lut_path = open_latency_model(config, space, ranks, reporter)
     range_ms = space_range_ms(space, model)
     budget_ms = config.budget_ms if (resume and config.budget_ms) else resolve_budget_ms(config.budget, range_ms)
@@ -137,7 +143,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
                              config.strategy_params)
     optimizer = make_weight_optimizer(strategy.weight_parameters(), config.weight_lr, config.weight_momentum,
                                       config.weight_decay)
-    start_epoch = 0
+    start_epoch, rows = 0, []
     if resume:
         state = run.load_checkpoint()
         strategy.supernet.load_state_dict(state["supernet"])
@@ -145,8 +151,9 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         start_epoch = int(state["epoch"]) + 1
+        rows = list(state.get("history", []))
         if ranks.is_main:
-            run.truncate_history(start_epoch)
+            run.write_history(rows)
             reporter.note(f"resuming {run.path} after epoch {start_epoch - 1}")
     broadcast_state(strategy.supernet, ranks)
 
@@ -156,11 +163,12 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
                       on_step=lambda e, s, n, m: reporter.step(e, s, n, m))
 
     def finish_epoch(record: EpochRecord) -> None:
-        if ranks.is_main:
-            run.append_history(record.row())
+        rows.append(record.row())
+        if ranks.is_main:  # checkpoint first (it carries the history), then the row: a kill loses neither
             run.save_checkpoint({"epoch": record.epoch, "supernet": strategy.supernet.state_dict(),
                                  "strategy": strategy.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "rng": _rng_state(), "config": to_dict(config)})
+                                 "rng": _rng_state(), "config": to_dict(config), "history": rows})
+            run.append_history(record.row())
         ranks.barrier()
         reporter.epoch_finished(record)
         if record.epoch + 1 < config.epochs:
@@ -174,7 +182,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
                          f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
     reporter.note(derivation.describe())
-    history = run.history() if ranks.is_main else []
+    history = rows
     summary = {"run": str(run.path), "device": config.device, "space": config.space, "strategy": config.strategy,
                "budget": config.budget, "budget_ms": budget_ms, "range_ms": list(range_ms),
                "predicted_ms": derivation.predicted_ms, "argmax_ms": derivation.argmax_ms,

@@ -215,7 +215,7 @@ class SearchLoop:
         self.strategy.supernet.eval()
         correct = seen = 0.0
         for x, y in self.val.batches(256, shuffle=False, rank=self.ranks.rank, world=self.ranks.world,
-                                     augment=False):
+                                     augment=False, drop_last=False):
             correct += float((self.strategy.eval_logits(x).argmax(1) == y).sum())
             seen += len(y)
         correct, seen = _sum_over_ranks([correct, seen], self.ranks)
@@ -276,7 +276,7 @@ def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_s
 def accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> float:
     model.eval()
     correct = seen = 0
-    for x, y in data.batches(batch_size, shuffle=False, augment=False):
+    for x, y in data.batches(batch_size, shuffle=False, augment=False, drop_last=False):
         correct += int((model(x).argmax(1) == y).sum())
         seen += len(y)
     return correct / max(seen, 1)

@@ -29,8 +29,8 @@ def search(
     warmup_epochs: int = typer.Option(None, "--warmup-epochs", help="Weights-only epochs first [default: 1]."),
     seed: int = typer.Option(None, "--seed", help="Seed of weights, sampling and data order [default: 0]."),
     resolution: int = typer.Option(None, "--resolution", "-r", help="Input resolution in pixels [default: 32]."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Images per step and process [default: 64]."),
-    weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.05]."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per step and process [default: 32]."),
+    weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.1]."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads per process (0: torch's default)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy hyperparameter KEY=VALUE (repeatable), "
                                     "e.g. -p hard=true."),

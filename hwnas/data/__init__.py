@@ -58,20 +58,27 @@ class ImageDataset:
         return normalize(images, self.mean, self.std), self.labels[index]
 
     def batches(self, batch_size: int, *, seed: int = 0, epoch: int = 0, shuffle: bool = True, rank: int = 0,
-                world: int = 1, augment: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of batches for this rank; the order depends only on (seed, epoch), so a resume repeats it."""
+                world: int = 1, augment: bool = True, drop_last: bool = True,
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of batches for this rank; the order depends only on (seed, epoch), so a resume repeats it.
+        Training drops the last partial batch (every rank takes the same number of steps); evaluation keeps it."""
         for index, generator in index_batches(len(self), batch_size, seed=seed, epoch=epoch, shuffle=shuffle,
-                                              rank=rank, world=world):
+                                              rank=rank, world=world, drop_last=drop_last):
             yield self.batch(index, generator if augment else None)
 
 
 def index_batches(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True, rank: int = 0,
-                  world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Generator]]:
-    """Index batches of one epoch, sharded over `world` ranks with equal batch counts (a rank never waits)."""
+                  world: int = 1, drop_last: bool = True) -> Iterator[tuple[torch.Tensor, torch.Generator]]:
+    """Index batches of one epoch, sharded over `world` ranks. With `drop_last` every rank takes the same number
+    of full batches (at least one); without it, every index of this rank's shard is visited."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    shard = order[rank::world][: n // world]
-    steps = max(1, len(shard) // batch_size) if len(shard) >= batch_size else (1 if len(shard) else 0)
+    shard = order[rank::world]
+    if drop_last:
+        shard = shard[: n // world]
+        steps = max(1, len(shard) // batch_size) if len(shard) else 0
+    else:
+        steps = -(-len(shard) // batch_size)
     augment = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank + 1)
     for step in range(steps):
         yield shard[step * batch_size: (step + 1) * batch_size], augment

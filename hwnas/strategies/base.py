@@ -49,6 +49,9 @@ from hwnas.lut.model import LatencyModel
 
 STRATEGIES: dict[str, str] = {
     "fbnet": "hwnas.strategies.fbnet:FBNetStrategy",
+    "proxyless": "hwnas.strategies.proxyless:ProxylessStrategy",
+    "hardcore": "hwnas.strategies.hardcore:HardCoReStrategy",
+    "densenas": "hwnas.strategies.densenas:DenseNASStrategy",
 }
 
 

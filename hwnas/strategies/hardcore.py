@@ -1,0 +1,336 @@
+"""HardCoRe-NAS (Nayman et al., ICML 2021): the hard constraint E[LAT](α, β) ≤ T kept throughout the search by
+block-coordinate stochastic Frank-Wolfe (BCSFW), then a projection to a discrete architecture within T.
+
+α_p: probabilities over the candidate blocks of position p (micro search, thesis Eq. 3.41's α^s_{b,c}); β_s:
+probabilities over the depths of a depth-searched stage (macro search, β^s_{b'}). The loss is the plain task loss
+(thesis Eq. 3.40); the latency enters only as the constraint, bilinear in (α, β) (hwnas.latency).
+
+BCSFW step (the paper's Algorithm 1 and its released optimizer): estimate ∂L/∂α or ∂L/∂β on an architecture batch
+through Gumbel-softmax straight-through samples; pick a block (α or β, at random from the shared generator);
+with the other block fixed the constraint is linear, so solve the linear program
+s = argmin_{s ∈ Δ × ... × Δ, LAT(s) ≤ T} ⟨∇, s⟩ (scipy `linprog`), and move x ← x + γ_k (s − x) with
+γ_k = γ_max · 2n / (k + 2n), n = 2. x and s both satisfy the constraint, so every iterate does.
+Projection (the paper's Sec. 3.4): alternate the same linear programs with the objective −α (resp. −β) and step 1;
+each optimum is a vertex with at most one fractional position, rounded to its faster option, so the result is
+discrete and within T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwnas.errors import ConfigError, HwnasError
+from hwnas.latency import ChainCost, DepthStage, chain_cost, depth_stages, hardcore_expected_latency
+from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, StepContext, StepOutput
+from hwnas.supernet import ChainSupernet, Selection
+from hwnas.supernet.sampling import gumbel_softmax, uniform_index
+
+
+@dataclass(frozen=True)
+class HardCoReParams:
+    """HardCoRe-NAS hyperparameters."""
+
+    max_gamma: float = 0.5  # γ_max of the Frank-Wolfe step size γ_k = γ_max · 4 / (k + 4)
+    momentum: float = 0.0  # gradient averaging d = m·d + (1 − m)·g before each linear program (0: none)
+    block: str = "random"  # which block each step updates: 'random' (coin flip) or 'alternate'
+    tau: float = 1.0  # Gumbel-softmax temperature of the straight-through samples of α and β
+    masked: bool = True  # weight-sharing masked layers (channel masks + superkernel) where candidates allow
+
+
+def _linprog(objective: Sequence[np.ndarray], coef: Sequence[np.ndarray], limit: float) -> list[np.ndarray] | None:
+    """argmin Σ_g ⟨objective_g, x_g⟩ over x_g in the simplex of each group, subject to Σ_g ⟨coef_g, x_g⟩ ≤ limit."""
+    from scipy.optimize import linprog
+
+    sizes = [len(o) for o in objective]
+    offsets = np.cumsum([0, *sizes])
+    a_eq = np.zeros((len(sizes), offsets[-1]))
+    for row, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
+        a_eq[row, start:stop] = 1.0
+    result = linprog(np.concatenate(objective), A_ub=np.concatenate(coef)[None, :], b_ub=[limit], A_eq=a_eq,
+                     b_eq=np.ones(len(sizes)), bounds=(0, 1), method="highs-ds")
+    if result.status != 0:
+        return None
+    return [np.clip(result.x[start:stop], 0.0, 1.0) for start, stop in zip(offsets[:-1], offsets[1:])]
+
+
+def _round(groups: Sequence[np.ndarray], coef: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One-hot per group: a fractional group takes the cheapest option of its support (keeps the constraint)."""
+    result = []
+    for x, c in zip(groups, coef):
+        support = np.flatnonzero(x > 1e-9)
+        pick = int(support[np.argmin(c[support])]) if len(support) > 1 else int(np.argmax(x))
+        one_hot = np.zeros_like(x)
+        one_hot[pick] = 1.0
+        result.append(one_hot)
+    return result
+
+
+class HardCoReStrategy(BaseStrategy):
+    name = "hardcore"
+    space_kinds = ("chain",)
+    Params = HardCoReParams
+
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
+        super().__init__(problem, params)
+        p = self.params
+        if p.block not in ("random", "alternate") or not 0 < p.max_gamma <= 1 or not 0 <= p.momentum < 1:
+            raise ConfigError("strategy 'hardcore': block must be random|alternate, 0 < max_gamma <= 1, "
+                              "0 <= momentum < 1")
+        self.space = problem.space
+        self.cost: ChainCost = chain_cost(self.space, problem.latency)
+        self.supernet = ChainSupernet(self.space, masked=p.masked)
+        self.stages: dict[int, DepthStage] = depth_stages(self.space)
+        optional = {pos for stage in self.stages.values() for pos in stage.positions[stage.min_depth:]}
+        self.skip_index = [pos.skip_index for pos in self.space.positions]
+        self.allowed = [np.array([not (pos.index in optional and i == pos.skip_index)
+                                  for i in range(len(pos.candidates))]) for pos in self.space.positions]
+        alpha = [torch.tensor(a / a.sum(), dtype=torch.float64) for a in (m.astype(float) for m in self.allowed)]
+        beta = {s: torch.full((len(st.depths),), 1.0 / len(st.depths), dtype=torch.float64)
+                for s, st in self.stages.items()}
+        alpha, beta = self._feasible_start(alpha, beta)
+        self.alpha = [a.requires_grad_(True) for a in alpha]
+        self.beta_keys = sorted(beta)
+        self.beta = [beta[s].requires_grad_(True) for s in self.beta_keys]
+        self.k = 0
+        self._buffers: dict[str, list[np.ndarray] | None] = {"alpha": None, "beta": None}
+
+    # -- parameters and latency ---------------------------------------------------------------------------
+    def arch_parameters(self) -> list[torch.Tensor]:
+        return [*self.alpha, *self.beta]
+
+    def _beta_map(self, beta: Sequence[torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
+        return dict(zip(self.beta_keys, beta if beta is not None else self.beta))
+
+    def latency_of(self, alpha: Sequence[torch.Tensor], beta: Mapping[int, torch.Tensor]) -> float:
+        with torch.no_grad():
+            return float(hardcore_expected_latency(alpha, beta, self.stages, self.skip_index, self.cost))
+
+    def expected_latency_ms(self) -> float:
+        return self.latency_of(self.alpha, self._beta_map())
+
+    def _feasible_start(self, alpha: list[torch.Tensor], beta: dict[int, torch.Tensor]):
+        """The uniform point if it meets T, else the point nearest to it on the segment towards the fastest
+        architecture that does (the paper starts from a QP projection of the uniform point; this is the same idea
+        along one line)."""
+        budget = self.problem.budget_ms * (1 - 1e-6)
+        if self.latency_of(alpha, beta) <= budget:
+            return alpha, beta
+        fast_alpha = []
+        for a, allowed, t in zip(alpha, self.allowed, self.cost.candidates_ms):
+            times = np.where(allowed, t.numpy(), np.inf)
+            fast_alpha.append(torch.nn.functional.one_hot(torch.tensor(int(np.argmin(times))), len(a)).double())
+        fast_beta = {}
+        for s, stage in self.stages.items():
+            costs = []
+            for depth in stage.depths:
+                one = torch.zeros(len(stage.depths), dtype=torch.float64)
+                one[stage.depths.index(depth)] = 1.0
+                costs.append(self.latency_of(fast_alpha, {**beta, s: one}))
+            fast_beta[s] = torch.zeros(len(stage.depths), dtype=torch.float64)
+            fast_beta[s][int(np.argmin(costs))] = 1.0
+
+        def mix(lam: float):
+            return ([(1 - lam) * a + lam * f for a, f in zip(alpha, fast_alpha)],
+                    {s: (1 - lam) * beta[s] + lam * fast_beta[s] for s in beta})
+
+        grid = np.linspace(0, 1, 101)
+        feasible = next(lam for lam in grid if self.latency_of(*mix(lam)) <= budget or lam == 1.0)
+        low, high = max(0.0, feasible - 0.01), feasible
+        for _ in range(30):
+            middle = (low + high) / 2
+            low, high = (low, middle) if self.latency_of(*mix(middle)) <= budget else (middle, high)
+        return mix(high)
+
+    # -- linear pieces of the bilinear constraint ---------------------------------------------------------
+    def _presence(self, beta: Mapping[int, torch.Tensor]) -> np.ndarray:
+        presence = np.ones(len(self.alpha))
+        for s, stage in self.stages.items():
+            b = beta[s].detach().numpy()
+            for block, pos in enumerate(stage.positions, start=1):
+                presence[pos] = sum(w for w, depth in zip(b, stage.depths) if depth >= block)
+        return presence
+
+    def _skip_ms(self, position: int) -> float:
+        index = self.skip_index[position]
+        return float(self.cost.candidates_ms[position][index]) if index is not None else 0.0
+
+    def _alpha_constraint(self, beta: Mapping[int, torch.Tensor]) -> tuple[list[np.ndarray], float]:
+        """LAT = Σ_p ⟨coef_p, α_p⟩ + const for fixed β; returns (coef over allowed entries, T − const)."""
+        presence = self._presence(beta)
+        coef = [self.cost.scale * presence[p] * t.numpy()[self.allowed[p]]
+                for p, t in enumerate(self.cost.candidates_ms)]
+        const = self.cost.calibrate(self.cost.fixed_ms + sum((1 - presence[p]) * self._skip_ms(p)
+                                                             for p in range(len(self.alpha))))
+        return coef, self.problem.budget_ms * (1 - 1e-9) - const
+
+    def _beta_constraint(self, alpha: Sequence[torch.Tensor]) -> tuple[list[np.ndarray], float]:
+        """LAT = Σ_s ⟨coef_s, β_s⟩ + const for fixed α, coef_{s,d} = Σ_{b ≤ d} (A_b − skip_b)."""
+        block_ms = [float((a.detach() * t).sum()) for a, t in zip(alpha, self.cost.candidates_ms)]
+        in_stages = {pos for stage in self.stages.values() for pos in stage.positions}
+        const = sum(block_ms[p] for p in range(len(alpha)) if p not in in_stages)
+        coef = []
+        for s in self.beta_keys:
+            stage = self.stages[s]
+            const += sum(self._skip_ms(p) for p in stage.positions)
+            gains = np.cumsum([block_ms[p] - self._skip_ms(p) for p in stage.positions])
+            coef.append(self.cost.scale * np.array([gains[depth - 1] for depth in stage.depths]))
+        return coef, self.problem.budget_ms * (1 - 1e-9) - self.cost.calibrate(self.cost.fixed_ms + const)
+
+    def _solve_alpha(self, objective: Sequence[np.ndarray],
+                     beta: Mapping[int, torch.Tensor]) -> list[np.ndarray] | None:
+        coef, limit = self._alpha_constraint(beta)
+        solution = _linprog([o[m] for o, m in zip(objective, self.allowed)], coef, limit)
+        if solution is None:
+            return None
+        full = []
+        for x, m in zip(solution, self.allowed):
+            row = np.zeros(len(m))
+            row[m] = x
+            full.append(row)
+        return full
+
+    # -- sampling and steps -------------------------------------------------------------------------------
+    def _logits(self, probs: torch.Tensor, allowed: np.ndarray | None = None) -> torch.Tensor:
+        logits = torch.log(probs.clamp_min(1e-12))
+        if allowed is not None:
+            logits = torch.where(torch.from_numpy(allowed), logits, torch.full_like(logits, -float("inf")))
+        return logits.float()
+
+    def _sample(self, differentiable: bool) -> tuple[list[Selection], dict[int, torch.Tensor]]:
+        selections, depth = [], {}
+        tau = self.params.tau
+        for a, allowed in zip(self.alpha, self.allowed):
+            if self.warmup:
+                options = np.flatnonzero(allowed)
+                index = int(options[uniform_index(len(options), self.generator)])
+                selections.append(Selection.one(index, len(a)))
+                continue
+            weights, index = gumbel_softmax(self._logits(a, allowed), tau, self.generator, hard=True)
+            selections.append(Selection(weights if differentiable else weights.detach(), (int(index),)))
+        for s, b in zip(self.beta_keys, self.beta):
+            if self.warmup:
+                weights = torch.zeros(len(b))
+                weights[uniform_index(len(b), self.generator)] = 1.0
+            else:
+                weights, _ = gumbel_softmax(self._logits(b), tau, self.generator, hard=True)
+            depth[s] = weights if differentiable else weights.detach()
+        return selections, depth
+
+    def weight_loss(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        with torch.no_grad():
+            selections, depth = self._sample(differentiable=False)
+        logits = self.supernet(x, selections, depth)
+        return StepOutput(F.cross_entropy(logits, y), logits)
+
+    def arch_backward(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, float]:
+        selections, depth = self._sample(differentiable=True)
+        loss = F.cross_entropy(self.supernet(x, selections, depth), y)
+        params = self.arch_parameters()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for param, grad in zip(params, grads):
+            param.grad = torch.zeros_like(param) if grad is None else grad.detach().to(param.dtype)
+        return {"arch_loss": float(loss.detach())}
+
+    def _averaged(self, name: str, grads: list[np.ndarray]) -> list[np.ndarray]:
+        m = self.params.momentum
+        previous = self._buffers[name]
+        if m > 0 and previous is not None:
+            grads = [m * b + (1 - m) * g for b, g in zip(previous, grads)]
+        self._buffers[name] = grads
+        return grads
+
+    @torch.no_grad()
+    def arch_update(self) -> None:
+        """One BCSFW step on α or β; the iterate stays within the budget."""
+        update_beta = bool(self.beta) and (
+            (self.k % 2 == 1) if self.params.block == "alternate" else
+            bool(torch.rand(1, generator=self.generator) < 0.5))
+        gamma = self.params.max_gamma * 4 / (self.k + 4)
+        self.k += 1
+        if update_beta:
+            grads = self._averaged("beta", [b.grad.numpy().astype(float) for b in self.beta])
+            coef, limit = self._beta_constraint(self.alpha)
+            target = _linprog(grads, coef, limit)
+            current = self.beta
+        else:
+            grads = self._averaged("alpha", [a.grad.numpy().astype(float) for a in self.alpha])
+            target = self._solve_alpha(grads, self._beta_map())
+            current = self.alpha
+        if target is None:
+            return  # numerically infeasible linear program: keep the (feasible) iterate
+        for x, s in zip(current, target):
+            x += gamma * (torch.from_numpy(s) - x)
+        if self.expected_latency_ms() > self.problem.budget_ms * (1 + 1e-6):
+            raise HwnasError("HardCoRe-NAS: a Frank-Wolfe step left the budget; this is a bug")
+
+    def status(self) -> dict[str, float]:
+        return {"fw_steps": float(self.k), "slack_ms": self.problem.budget_ms - self.expected_latency_ms()}
+
+    # -- evaluation and derivation ------------------------------------------------------------------------
+    def _choices(self, alpha: Sequence[np.ndarray], beta: Mapping[int, np.ndarray]) -> list[int]:
+        choices = [int(np.argmax(np.where(m, a, -1.0))) for a, m in zip(alpha, self.allowed)]
+        for s, stage in self.stages.items():
+            depth = stage.depths[int(np.argmax(beta[s]))]
+            for block, pos in enumerate(stage.positions, start=1):
+                if block > depth:
+                    choices[pos] = self.skip_index[pos]
+        return choices
+
+    def argmax_choices(self) -> list[int]:
+        return self._choices([a.detach().numpy() for a in self.alpha],
+                             {s: b.detach().numpy() for s, b in self._beta_map().items()})
+
+    @torch.no_grad()
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet.forward_choices(x, self.argmax_choices())
+
+    def arch_weights(self) -> list[tuple[str, np.ndarray]]:
+        rows = [(f"{p.index} s{p.stage}", a.detach().numpy()) for p, a in zip(self.space.positions, self.alpha)]
+        rows += [(f"depth s{s}", b.detach().numpy()) for s, b in zip(self.beta_keys, self.beta)]
+        return rows
+
+    @torch.no_grad()
+    def derive(self) -> Derivation:
+        argmax = self.argmax_choices()
+        argmax_ms = self.cost.of_choices(argmax)
+        choices, method = argmax, "argmax"
+        if argmax_ms > self.problem.budget_ms:
+            choices, method = self._project(), "lp"
+        arch = self.space.arch(choices)
+        return Derivation(arch, self.problem.latency.predict(arch), argmax_ms, self.problem.budget_ms, method,
+                          {"choices": choices})
+
+    def _project(self) -> list[int]:
+        """Alternating vertex LPs with importance α (β), rounded to one-hot after each: discrete, within T."""
+        alpha = [a.detach().clone() for a in self.alpha]
+        beta = {s: b.detach().clone() for s, b in self._beta_map().items()}
+        alpha, beta = self._feasible_start(alpha, beta)  # a no-op for iterates of the search (always feasible)
+        importance_a = [-a.detach().numpy() for a in self.alpha]
+        importance_b = [-b.detach().numpy() for b in self.beta]
+        for _ in range(3):
+            if self.beta_keys:
+                coef, limit = self._beta_constraint(alpha)
+                solved = _linprog(importance_b, coef, limit)
+                if solved is None:
+                    raise HwnasError("HardCoRe-NAS projection: the depth linear program has no solution")
+                beta = {s: torch.from_numpy(x) for s, x in zip(self.beta_keys, _round(solved, coef))}
+            solved = self._solve_alpha(importance_a, beta)
+            if solved is None:
+                raise HwnasError("HardCoRe-NAS projection: the block linear program has no solution")
+            full_coef = [self.cost.scale * t.numpy() + np.where(m, 0.0, np.inf) for t, m in
+                         zip(self.cost.candidates_ms, self.allowed)]
+            alpha = [torch.from_numpy(x) for x in _round(solved, full_coef)]
+        return self._choices([a.numpy() for a in alpha], {s: b.numpy() for s, b in beta.items()})
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"k": self.k, "buffers": self._buffers}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.k = int(state.get("k", 0))
+        self._buffers = state.get("buffers", self._buffers)

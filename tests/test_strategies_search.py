@@ -1,0 +1,105 @@
+"""Every strategy ends within the budget, repairs an over-budget argmax (and says so), and is deterministic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hwnas.arch import Arch
+from hwnas.config import DataConfig, SearchConfig
+from hwnas.latency import space_range_ms
+from hwnas.search import run_search
+from hwnas.strategies import SearchProblem, make_strategy
+from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, write_tiny_chain
+
+STRATEGIES = ["fbnet", "proxyless", "hardcore", "densenas"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.getbasetemp() / "search"
+    path.mkdir(exist_ok=True)
+    measured_model(path / "cpu.csv", tiny_chain(path), tiny_dense())
+    return path
+
+
+def _config(folder, strategy: str, **changes) -> SearchConfig:
+    values = dict(space=str(write_tiny_chain(folder)), strategy=strategy, budget="30%", epochs=2, warmup_epochs=1,
+                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION))
+    values.update(changes)
+    return SearchConfig(**values)
+
+
+def _search(folder, tmp_path, strategy: str, name: str = "run", **changes):
+    space = tiny_dense() if strategy == "densenas" else None
+    if space is not None:
+        changes.setdefault("space", "tinydense")
+    return run_search(_config(folder, strategy, **changes), tmp_path / name, space=space)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_search_ends_within_budget(folder, tmp_path, strategy):
+    result = _search(folder, tmp_path, strategy)
+    budget = result.config.budget_ms
+    low, high = result.range_ms
+    assert budget == pytest.approx(low + 0.3 * (high - low))
+    derived = result.derivation
+    assert derived.predicted_ms <= budget
+    assert derived.repaired == (derived.argmax_ms > budget)
+    saved = json.loads((result.run_dir / "arch.json").read_text())
+    assert saved["strategy"] == strategy and saved["budget_ms"] == budget
+    assert saved["predicted_ms"] == pytest.approx(derived.predicted_ms)
+    model = measured_model(folder / "cpu.csv", tiny_chain(folder), tiny_dense())
+    assert model.predict(Arch.load(result.run_dir / "arch.json")) == pytest.approx(derived.predicted_ms)
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    assert result.history[1]["arch_steps"] > 0
+    for name in ("config.yaml", "history.csv", "supernet.pt", "search.json", "arch_weights.png", "latency.png"):
+        assert (result.run_dir / name).exists(), name
+    if strategy == "hardcore":  # the hard constraint holds after every Frank-Wolfe step, hence every epoch
+        assert all(row["expected_ms"] <= budget * (1 + 1e-6) for row in result.history)
+
+
+def test_same_seed_same_architecture(folder, tmp_path):
+    first = _search(folder, tmp_path, "fbnet", "a", strategy_params={"hard": True})
+    second = _search(folder, tmp_path, "fbnet", "b", strategy_params={"hard": True})
+    assert first.derivation.arch == second.derivation.arch
+    def timeless(history):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+    assert timeless(first.history) == timeless(second.history)
+
+
+def _problem(folder, space, share: float) -> SearchProblem:
+    model = measured_model(folder / "cpu.csv", tiny_chain(folder), tiny_dense())
+    low, high = space_range_ms(space, model)
+    return SearchProblem(space, model, low + share * (high - low), seed=0)
+
+
+@pytest.mark.parametrize("strategy,params", [("fbnet", {"projection": "lp"}), ("fbnet", {"projection": "greedy"}),
+                                             ("proxyless", {}), ("hardcore", {}), ("densenas", {})])
+def test_over_budget_argmax_is_repaired(folder, strategy, params):
+    space = tiny_dense() if strategy == "densenas" else tiny_chain(folder)
+    problem = _problem(folder, space, 0.2)
+    chosen = make_strategy(strategy, problem, params)
+    with torch.no_grad():  # make the slowest candidates the most probable ones
+        if strategy == "hardcore":
+            for alpha, times in zip(chosen.alpha, chosen.cost.candidates_ms):
+                alpha.copy_(torch.softmax(3 * times / times.max(), -1))
+            for beta in chosen.beta:
+                beta.copy_(torch.linspace(0.1, 1.0, len(beta)) / torch.linspace(0.1, 1.0, len(beta)).sum())
+        elif strategy == "densenas":
+            for logits, times in zip(chosen.edge_alpha, chosen.cost.edge_ms):
+                logits.copy_(5 * times / times.max())
+            for block, times in zip(chosen.layer_alpha, chosen.cost.layer_ms):
+                for logits in block:
+                    logits.copy_(5 * times / times.max())
+        else:
+            for logits, times in zip(chosen.logits, chosen.cost.candidates_ms):
+                logits.copy_(5 * times / times.max())
+    derived = chosen.derive()
+    assert derived.argmax_ms > problem.budget_ms
+    assert derived.repaired and derived.method != "argmax"
+    assert derived.predicted_ms <= problem.budget_ms
+    assert "repaired" in derived.describe()
