@@ -22,7 +22,8 @@ def mixed_sum(outputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.T
     return total
 
 
-def candidate_kernel(weight: torch.Tensor | Sequence[torch.Tensor], k: int, kernel_sizes: Sequence[int]) -> torch.Tensor:
+def candidate_kernel(weight: torch.Tensor | Sequence[torch.Tensor], k: int,
+                     kernel_sizes: Sequence[int]) -> torch.Tensor:
     """Candidate k's depthwise kernel: its own tensor, or the centred k×k crop of a shared superkernel."""
     if not isinstance(weight, torch.Tensor):
         return weight[k]
