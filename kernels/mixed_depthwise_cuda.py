@@ -52,8 +52,9 @@ class DepthwiseTapsCuda(torch.autograd.Function):
         x = x.contiguous()
         h, w = x.shape[-2:]
         oh, ow = output_size(h, w, stride)
-        y = extension().taps_apply(True, x, taps_w, dy, dx, h, w, oh, ow, radius, stride,
-                                   torch.cuda.current_stream(x.device).cuda_stream)
+        with torch.cuda.device(x.device):  # the launch goes to the current device
+            y = extension().taps_apply(True, x, taps_w, dy, dx, h, w, oh, ow, radius, stride,
+                                       torch.cuda.current_stream(x.device).cuda_stream)
         ctx.save_for_backward(x, taps_w, dy, dx)
         ctx.geometry = (stride, radius)
         return y.to(out_dtype)
@@ -69,8 +70,9 @@ class DepthwiseTapsCuda(torch.autograd.Function):
         oh, ow = g.shape[-2:]
         grad_x = grad_taps = None
         if ctx.needs_input_grad[0]:
-            grad_x = extension().taps_apply(False, g, taps_w, dy, dx, h, w, oh, ow, radius, stride,
-                                            torch.cuda.current_stream(x.device).cuda_stream)
+            with torch.cuda.device(x.device):
+                grad_x = extension().taps_apply(False, g, taps_w, dy, dx, h, w, oh, ow, radius, stride,
+                                                torch.cuda.current_stream(x.device).cuda_stream)
         if ctx.needs_input_grad[1]:
             grad_taps = tap_gradient(x, g, taps_w, dy, dx, stride)
         return grad_x, grad_taps, None, None, None, None, None
