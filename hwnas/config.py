@@ -27,6 +27,7 @@ class DataConfig:
     val_fraction: float = 0.1  # share of images for the per-epoch validation accuracy
     test_fraction: float = 0.2  # share kept as test set when the source has none (digits, plain folders)
     split_seed: int = 0  # fixes the splits; independent of the search seed so the test set never moves
+    limit: int = 0  # keep at most this many images per split (0: all); for quick checks and tests
 
 
 @dataclass(frozen=True)

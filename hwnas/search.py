@@ -62,12 +62,16 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
     table = LatencyTable.load(path) if path.exists() else None
     missing = len(table.missing(s.key for s in specs)) if table is not None else len(specs)
     if missing:
-        command = (f"hwnas profile --device {device.name} --space {config.space} --resolution "
-                   f"{space.resolution} --classes {space.num_classes}" + (f" --lut {path}" if config.lut else ""))
+        from hwnas.space_files import is_space_file
+
         if not (device.is_local and config.profile_missing):
             why = "" if device.is_local else f" (device '{device.name}' is remote)"
+            fix = ("rerun without --no-profile-missing to measure them here" if is_space_file(config.space) else
+                   f"run `hwnas profile --device {device.name} --space {config.space} --resolution "
+                   f"{space.resolution} --classes {space.num_classes}" + (f" --lut {path}" if config.lut else "")
+                   + "` first")
             raise HwnasError(f"{path}: {missing} of the {len(specs)} blocks space '{config.space}' needs at "
-                             f"{space.resolution}px are not measured{why}; run `{command}` first")
+                             f"{space.resolution}px are not measured{why}; {fix}")
         if ranks.is_main:
             reporter.note(f"{path}: measuring {missing} missing block(s) on '{device.name}' first")
             reporter.profiling(len(specs))
@@ -124,7 +128,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     data = config.data
     splits = load_splits(data.source, data.resolution, ("train_weights", "train_arch", "val"),
                          test_fraction=data.test_fraction, val_fraction=data.val_fraction,
-                         arch_fraction=data.arch_fraction, split_seed=data.split_seed)
+                         arch_fraction=data.arch_fraction, split_seed=data.split_seed, limit=data.limit)
     num_classes = splits["train_weights"].num_classes
     if space is None:
         space = resolve_space(config.space, data.resolution, num_classes)

@@ -27,7 +27,7 @@ def folder(tmp_path_factory):
 
 def _config(folder, strategy: str, **changes) -> SearchConfig:
     values = dict(space=str(write_tiny_chain(folder)), strategy=strategy, budget="30%", epochs=2, warmup_epochs=1,
-                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION))
+                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION, limit=320))
     values.update(changes)
     return SearchConfig(**values)
 
@@ -90,6 +90,8 @@ def test_over_budget_argmax_is_repaired(folder, strategy, params):
             for beta in chosen.beta:
                 beta.copy_(torch.linspace(0.1, 1.0, len(beta)) / torch.linspace(0.1, 1.0, len(beta)).sum())
         elif strategy == "densenas":
+            for node, logits in enumerate(chosen.beta):  # the longest path: every routing block
+                logits.copy_(torch.tensor([-5.0 * (e.dst - e.src) for e in space.out_edges(node)]))
             for logits, times in zip(chosen.edge_alpha, chosen.cost.edge_ms):
                 logits.copy_(5 * times / times.max())
             for block, times in zip(chosen.layer_alpha, chosen.cost.layer_ms):

@@ -30,6 +30,8 @@ def search(
     seed: int = typer.Option(None, "--seed", help="Seed of weights, sampling and data order [default: 0]."),
     resolution: int = typer.Option(None, "--resolution", "-r", help="Input resolution in pixels [default: 32]."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per step and process [default: 32]."),
+    limit: int = typer.Option(None, "--limit", help="Keep at most N images per data split (quick checks) "
+                              "[default: all]."),
     weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.1]."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads per process (0: torch's default)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy hyperparameter KEY=VALUE (repeatable), "
@@ -56,12 +58,13 @@ def search(
         if latency_budget is None and config_file is None:
             raise ConfigError("--latency-budget is required (e.g. 20ms, or 50% of the space's feasible range)")
         params = {**config.strategy_params, **parse_assignments(param)}
-        data_config = override(config.data or DataConfig(), source=data, resolution=resolution, batch_size=batch_size)
+        data_config = override(config.data or DataConfig(), source=data, resolution=resolution, batch_size=batch_size,
+                               limit=limit)
         config = override(config, device=device, space=space, strategy=strategy, budget=latency_budget, seed=seed,
                           epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
                           lut=str(lut) if lut else None, devices_file=str(devices_file) if devices_file else None,
                           profile_missing=profile_missing, strategy_params=params, data=data_config)
-    elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution)) or param:
+    elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit)) or param:
         raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs may change")
     with progress_bar(quiet=as_json) as progress:
         display = SearchDisplay(progress, console, quiet=as_json)

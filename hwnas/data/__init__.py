@@ -129,8 +129,9 @@ def split_indices(source: Source, *, test_fraction: float = 0.2, val_fraction: f
 
 def load_splits(name_or_path: str, resolution: int, splits: Sequence[str] = SPLITS, *, test_fraction: float = 0.2,
                 val_fraction: float = 0.1, arch_fraction: float = 0.2, split_seed: int = 0,
-                augment_shift: int | None = None) -> dict[str, ImageDataset]:
-    """Read the source once and return the named splits; training splits augment by random shifts (and flips)."""
+                augment_shift: int | None = None, limit: int = 0) -> dict[str, ImageDataset]:
+    """Read the source once and return the named splits; training splits augment by random shifts (and flips).
+    `limit` > 0 keeps a random subset of at most that many images per split (quick checks)."""
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ConfigError(f"unknown data split '{unknown[0]}' (one of {', '.join(SPLITS)})")
@@ -142,6 +143,10 @@ def load_splits(name_or_path: str, resolution: int, splits: Sequence[str] = SPLI
     train_pixels = source.images[indices["train"]].float() / 255.0
     mean = tuple(float(v) for v in train_pixels.mean((0, 2, 3)))
     std = tuple(max(float(v), 1e-3) for v in train_pixels.std((0, 2, 3)))
+    if limit > 0:
+        generator = torch.Generator().manual_seed(split_seed + 3)
+        indices = {k: torch.sort(v[torch.randperm(len(v), generator=generator)][:limit]).values
+                   for k, v in indices.items()}
     shift = resolution // 8 if augment_shift is None else augment_shift
     return {split: ImageDataset(source.name, split, source.images[indices[split]], source.labels[indices[split]],
                                 source.classes, mean, std, source.flip, shift if split.startswith("train") else 0)

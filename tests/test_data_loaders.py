@@ -1,0 +1,121 @@
+"""Data: the embedded digits, CIFAR python pickles and image folders; disjoint fixed splits; torch transforms."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.data import SPLITS, load_dataset, load_splits
+from hwnas.data.transforms import random_hflip, random_shift, resize
+from hwnas.errors import ConfigError
+
+
+def _all_indices(splits):
+    return {name: {tuple(img.flatten()[:64].tolist()) + (int(lbl),) for img, lbl in zip(d.images, d.labels)}
+            for name, d in splits.items()}
+
+
+def test_digits_splits_are_disjoint_and_fixed():
+    splits = load_splits("digits", 16)
+    sizes = {name: len(splits[name]) for name in SPLITS}
+    assert sizes["train"] == sizes["train_weights"] + sizes["train_arch"]
+    assert sizes["train"] + sizes["val"] + sizes["test"] == 1797
+    assert abs(sizes["train_arch"] / sizes["train"] - 0.2) < 0.02
+    again = load_splits("digits", 16, ("test",))
+    assert torch.equal(again["test"].labels, splits["test"].labels)
+    assert torch.equal(again["test"].images, splits["test"].images)
+    x, y = splits["val"].batch(range(8))
+    assert x.shape == (8, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert splits["train"].num_classes == 10 and splits["test"].shift == 0 and splits["train"].shift > 0
+    seen = sum(len(yb) for _, yb in splits["test"].batches(100, shuffle=False, augment=False, drop_last=False))
+    assert seen == len(splits["test"])
+
+
+def test_weight_and_arch_splits_do_not_share_images():
+    splits = load_splits("digits", 8, ("train_weights", "train_arch", "val", "test"))
+    keys = _all_indices(splits)
+    names = list(keys)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            # identical digit images can occur twice in the source; nearly all must differ
+            assert len(keys[a] & keys[b]) <= 2, (a, b)
+
+
+def test_batches_shard_over_ranks_with_equal_counts():
+    data = load_dataset("digits", 8, "train_weights")
+    counts = [sum(1 for _ in data.batches(32, seed=1, epoch=2, rank=r, world=3)) for r in range(3)]
+    assert len(set(counts)) == 1
+    first = [y for _, y in data.batches(32, seed=1, epoch=2)]
+    second = [y for _, y in data.batches(32, seed=1, epoch=2)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def _write_cifar10(root, per_batch=20):
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with (root / name).open("wb") as handle:
+            pickle.dump({"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                         "labels": list(rng.integers(0, 10, per_batch))}, handle)
+    with (root / "batches.meta").open("wb") as handle:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
+
+
+def test_cifar10_pickles(tmp_path):
+    _write_cifar10(tmp_path)
+    splits = load_splits(str(tmp_path), 32, ("train", "test"))
+    assert len(splits["test"]) == 20 and len(splits["train"]) > 70
+    assert splits["train"].classes[3] == "class3" and splits["train"].images.shape[1:] == (3, 32, 32)
+    assert len(load_dataset(f"cifar10:{tmp_path}", 16, "test").images[0, 0]) == 16
+
+
+def test_cifar100_pickles(tmp_path):
+    rng = np.random.default_rng(1)
+    for name, n in (("train", 60), ("test", 10)):
+        with (tmp_path / name).open("wb") as handle:
+            pickle.dump({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         "fine_labels": list(rng.integers(0, 100, n))}, handle)
+    with (tmp_path / "meta").open("wb") as handle:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, handle)
+    test = load_dataset(f"cifar100:{tmp_path}", 32, "test")
+    assert len(test) == 10 and test.num_classes == 100
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / label / f"{i}.png")
+    splits = load_splits(str(tmp_path), 16, ("train", "test"))
+    assert splits["train"].classes == ("cat", "dog")
+    assert len(splits["train"]) + len(splits["test"]) <= 12 and splits["train"].images.shape[-1] == 16
+
+
+@pytest.mark.parametrize("source,message", [("nowhere/at/all", "not 'digits'"),
+                                            ("cifar10:/nonexistent", "not a folder")])
+def test_bad_sources(source, message):
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(source, 16)
+
+
+def test_broken_image_is_one_line(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_text("not an image")
+    with pytest.raises(ConfigError, match="cannot read this image"):
+        load_dataset(str(tmp_path), 16)
+
+
+def test_transforms():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert resize(images, 4).shape == (2, 3, 4, 4)
+    generator = torch.Generator().manual_seed(0)
+    shifted = random_shift(images, 2, generator)
+    assert shifted.shape == images.shape and not torch.equal(shifted, images)
+    flipped = random_hflip(images, torch.Generator().manual_seed(1))
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images))
+    assert torch.equal(random_shift(images, 0, generator), images)

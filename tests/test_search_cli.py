@@ -1,0 +1,84 @@
+"""`hwnas search` and `hwnas train` through the CLI: JSON results, one-line refusals, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from hwnas.cli import app
+from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, write_tiny_chain
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.getbasetemp() / "search"
+    path.mkdir(exist_ok=True)
+    measured_model(path / "cpu.csv", tiny_chain(path), tiny_dense())
+    return path
+
+
+def _args(folder, out, *extra: str) -> list[str]:
+    return ["search", "--space", str(write_tiny_chain(folder)), "--lut", str(folder / "cpu.csv"), "--out", str(out),
+            "--resolution", str(RESOLUTION), "--limit", "320", "--epochs", "2", "--threads", "1", *extra]
+
+
+def _error(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1
+    return " ".join(result.output.split())
+
+
+def test_search_then_train_json(folder, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, _args(folder, out, "--strategy", "hardcore", "--latency-budget", "60%", "--json"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["predicted_ms"] <= summary["budget_ms"]
+    low, high = summary["range_ms"]
+    assert summary["budget_ms"] == pytest.approx(low + 0.6 * (high - low))
+    assert summary["repaired"] == (summary["argmax_ms"] > summary["budget_ms"])
+    trained = runner.invoke(app, ["train", str(out), "--epochs", "1", "--json"])
+    assert trained.exit_code == 0, trained.output
+    report = json.loads(trained.stdout)
+    assert 0.0 <= report["test_acc"] <= 1.0 and report["measured_ms"] > 0
+    assert (out / "trained.pt").exists() and json.loads((out / "train.json").read_text()) == report
+    again = runner.invoke(app, _args(folder, out, "--latency-budget", "60%"))
+    assert "already holds a search" in _error(again)
+    changed = runner.invoke(app, ["search", "--out", str(out), "--resume", "--strategy", "fbnet"])
+    assert "only --epochs may change" in _error(changed)
+
+
+@pytest.mark.parametrize("budget,message", [
+    ("1us", "outside this space's feasible range"),
+    ("10s", "outside this space's feasible range"),
+    ("20", "expected a number with a unit"),
+    ("120%", "0%..100%"),
+])
+def test_budget_refusals(folder, tmp_path, budget, message):
+    result = runner.invoke(app, _args(folder, tmp_path / "r", "--latency-budget", budget))
+    text = _error(result)
+    assert message in text
+    if "feasible" in message:
+        assert "ms.." in text  # the range is in the message
+
+
+def test_other_refusals(folder, tmp_path):
+    assert "--latency-budget is required" in _error(runner.invoke(app, _args(folder, tmp_path / "a")))
+    wrong = runner.invoke(app, _args(folder, tmp_path / "b", "--latency-budget", "50%", "-p", "colour=1"))
+    assert "unknown key 'colour'" in _error(wrong)
+    dense = runner.invoke(app, _args(folder, tmp_path / "c", "--latency-budget", "50%", "--strategy", "densenas"))
+    assert "searches dense spaces" in _error(dense)
+    missing = runner.invoke(app, _args(folder, tmp_path / "d", "--latency-budget", "50%", "--resolution", "24",
+                                       "--no-profile-missing"))
+    assert "are not measured; rerun without --no-profile-missing" in _error(missing)
+    remote = runner.invoke(app, [*_args(folder, tmp_path / "d", "--latency-budget", "50%", "--device", "raspi"),
+                                 "--space", "fbnet", "--lut", str(tmp_path / "none.csv")])
+    text = _error(remote)
+    assert "(device 'raspi' is remote)" in text and "run `hwnas profile --device raspi --space fbnet" in text
+    nothing = runner.invoke(app, ["search", "--out", str(tmp_path / "e"), "--resume"])
+    assert "no config.yaml" in _error(nothing)
+    assert "no config.yaml" in _error(runner.invoke(app, ["train", str(tmp_path / "e")]))

@@ -1,0 +1,121 @@
+"""Supernet layers and budget projection: mixed and masked layers compute what their candidates compute."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwnas.blocks import BlockSpec, Op
+from hwnas.latency import ChainCost
+from hwnas.projection import project_chain
+from hwnas.supernet import ChainSupernet, MaskedInvertedResidual, MixedLayer, Selection, maskable
+from hwnas.supernet.sampling import gumbel_softmax, sample_without_replacement
+from tests.search_helpers import tiny_chain
+
+TOKENS = ("ir_k3_e3", "ir_k5_e3", "ir_k3_e6", "ir_k5_e6", "skip")
+
+
+def _specs(tokens=TOKENS, cin=16, cout=16, stride=1):
+    return [BlockSpec(Op.parse(t), cin, cout, 8, 8, stride) for t in tokens]
+
+
+def test_mixed_layer_paths():
+    torch.manual_seed(0)
+    layer = MixedLayer(_specs()).eval()
+    x = torch.randn(2, 16, 8, 8)
+    weights = torch.softmax(torch.randn(len(TOKENS)), 0)
+    outputs = [c(x) for c in layer.candidates]
+    assert torch.allclose(layer(x, weights), sum(w * o for w, o in zip(weights, outputs)), atol=1e-5)
+    assert torch.allclose(layer(x, Selection.one(2, 5).weights, (2,)), outputs[2])
+    per_sample = torch.softmax(torch.randn(2, len(TOKENS)), 1)
+    expected = torch.stack([sum(per_sample[n, k] * outputs[k][n] for k in range(5)) for n in range(2)])
+    assert torch.allclose(layer(x, per_sample), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_masked_layer_computes_the_chosen_candidate(index):
+    """With one-hot weights the shared-weight layer equals the standalone block holding the matching slices."""
+    torch.manual_seed(index)
+    specs = _specs()
+    masked = MaskedInvertedResidual(specs).eval()
+    block = specs[index].build().eval()
+    mid = block.expand[0].out_channels
+    kernel = specs[index].op.kernel
+    full = masked.superkernel.shape[-1]
+    start = (full - kernel) // 2
+    with torch.no_grad():
+        block.expand[0].weight.copy_(masked.expand[0].weight[:mid])
+        block.depthwise[0].weight.copy_(masked.superkernel[:mid, :, start:start + kernel, start:start + kernel])
+        block.project[0].weight.copy_(masked.project[:, :mid])
+    x = torch.randn(2, 16, 8, 8)
+    weights = torch.zeros(len(specs))
+    weights[index] = 1.0
+    assert torch.allclose(masked(x, weights, (index,)), block(x), atol=1e-5)
+    skip = torch.zeros(len(specs))
+    skip[4] = 1.0
+    assert torch.allclose(masked(x, skip, (4,)), x)
+
+
+def test_maskable():
+    assert maskable(_specs())
+    assert not maskable(_specs(("ir_k3_e3", "ir_k3_e1_g2")))
+    assert not maskable(_specs(("ir_k3_e3", "skip"), cout=24))
+
+
+def test_chain_supernet_choices_match_the_architecture(tmp_path):
+    space = tiny_chain(tmp_path)
+    net = ChainSupernet(space).eval()
+    choices = [len(p.candidates) - 1 for p in space.positions]
+    arch_net = space.arch(choices).build().eval()
+    net_blocks = [*net.stem, *(net.layers[i].candidates[c] for i, c in enumerate(choices)), *net.head]
+    arch_net.load_state_dict({f"{i}.{k}": v for i, module in enumerate(net_blocks)
+                              for k, v in module.state_dict().items()})
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(net.forward_choices(x, choices), arch_net(x), atol=1e-5)
+
+
+def test_depth_mixing_is_the_weighted_sum_of_stage_outputs(tmp_path):
+    space = tiny_chain(tmp_path)
+    net = ChainSupernet(space).eval()
+    selections = [Selection.one(0, len(p.candidates)) for p in space.positions]
+    x = torch.randn(1, 3, 16, 16)
+    one_hot = {0: torch.tensor([0.0, 0.0, 1.0])}  # depth 3 of the first stage: every block runs
+    assert torch.allclose(net(x, selections, one_hot), net(x, selections), atol=1e-6)
+
+
+def test_samplers_use_the_generator():
+    logits = torch.randn(6)
+    a, index_a = gumbel_softmax(logits, 1.0, torch.Generator().manual_seed(5), hard=True)
+    b, index_b = gumbel_softmax(logits, 1.0, torch.Generator().manual_seed(5), hard=True)
+    assert torch.equal(a, b) and index_a == index_b and a.sum() == pytest.approx(1.0)
+    pair = sample_without_replacement(torch.softmax(logits, 0), 2, torch.Generator().manual_seed(1))
+    assert len(set(pair)) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(2, 4), min_size=1, max_size=5), st.integers(0, 10_000), st.floats(0.0, 1.0))
+def test_projection_meets_the_budget(sizes, seed, share):
+    rng = np.random.default_rng(seed)
+    times = [torch.tensor(rng.uniform(0.1, 2.0, n), dtype=torch.float64) for n in sizes]
+    cost = ChainCost(0.5, tuple(times), 1.1, 0.05)
+    scores = [np.log(rng.dirichlet(np.ones(n))) for n in sizes]
+    low, high = cost.range_ms
+    budget = low + share * (high - low)
+    best = max(itertools.product(*[range(n) for n in sizes]),
+               key=lambda c: sum(s[i] for s, i in zip(scores, c)) if cost.of_choices(c) <= budget else -np.inf)
+    for method in ("lp", "greedy"):
+        result = project_chain(scores, cost, budget, method)
+        assert result.predicted_ms <= budget
+        assert result.predicted_ms == pytest.approx(cost.of_choices(result.choices))
+        if not result.repaired:
+            assert list(result.choices) == [int(np.argmax(s)) for s in scores]
+        score = sum(s[i] for s, i in zip(scores, result.choices))
+        optimum = sum(s[i] for s, i in zip(scores, best))
+        assert score <= optimum + 1e-9
+        if method == "lp":  # LP rounding gives up at most one layer's score range against the optimum
+            assert score >= optimum - max(float(s.max() - s.min()) for s in scores) - 1e-9
