@@ -19,6 +19,7 @@ OPTIONS: dict[str, dict[str, tuple[type, str, Any]]] = {
         "xnnpack": (bool, "true or false (XNNPACK delegate, default true)", None),
         "calibration_batches": (int, "an integer >= 1 (int8 calibration batches)", lambda v: v >= 1),
         "benchmark_model": (str, "the path of TFLite's benchmark_model binary on the phone (adb)", None),
+        "conversion_cache": (str, "a folder for converted blocks, or 'off' (default ~/.cache/hwnas/tflite)", None),
     },
     "coreml": {
         "compute_units": (str, f"one of {', '.join(COMPUTE_UNITS)}", lambda v: v in COMPUTE_UNITS),

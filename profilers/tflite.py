@@ -4,12 +4,14 @@ Precisions: fp32; fp16 = fp16 weights (litert-torch's fp16 recipe; XNNPACK compu
 arithmetic, e.g. ARMv8.2+, and in fp32 after dequantising elsewhere); int8 = static post-training quantisation
 through PyTorch's PT2E flow (per-channel symmetric weights, activations calibrated on random inputs), fp32 I/O.
 Blocks take and return NHWC tensors, so the per-block transposes that an NCHW conversion adds (and a whole network
-would not have inside it) stay out of the table.
+would not have inside it) stay out of the table. Conversion takes seconds per block and timing milliseconds, so
+converted files are cached per machine (artifact_cache; option `conversion_cache`: a folder, or "off").
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import uuid
@@ -25,6 +27,7 @@ from torch import nn
 from hwnas.device import Device
 from hwnas.errors import HwnasError
 from hwnas.profilers import runners
+from hwnas.profilers.artifact_cache import ArtifactCache, default_folder, structure_key
 from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing, measure_calls
 from hwnas.profilers.options import check_options
 
@@ -46,7 +49,9 @@ def fingerprint(target: dict[str, Any], device: Device) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _quiet_conversion() -> Iterator[None]:
-    """litert-torch draws progress, and its quantiser prints sizes, on stdout: keep stdout clean for --json."""
+    """litert-torch draws progress, and its quantiser prints sizes, on stdout: keep stdout clean for --json.
+    Its C++ exporter logs an INFO line per model on stderr unless TF_CPP_MIN_LOG_LEVEL is set when it loads."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     previous = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
     os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
     try:
@@ -63,7 +68,8 @@ def _quiet_conversion() -> Iterator[None]:
 def convert(model: nn.Module, input_shape: tuple[int, ...], precision: str, path: Path,
             calibration_batches: int = 8) -> dict[str, Any]:
     """Write `model` as a .tflite file at `path` taking NHWC input; returns facts for the LUT note."""
-    import litert_torch
+    with _quiet_conversion():
+        import litert_torch
 
     model = model.eval()
     example = torch.randn(*input_shape)
@@ -121,11 +127,26 @@ def _pt2e_int8(model: nn.Module, sample: tuple[torch.Tensor], batches: int) -> n
     return quantized
 
 
+def _recipe_id() -> str:
+    """Changes whenever this module (the conversion recipe) changes, so edited code never reuses old files."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
 def host_artifact(model: nn.Module, input_shape: tuple[int, ...], device: Device, workdir: Path) -> Artifact:
-    """The .tflite file for one block or network, converted on this machine."""
+    """The .tflite file for timing one block or network: from the conversion cache, else converted here."""
+    batches = int(device.options.get("calibration_batches", 8))
+    setting = device.options.get("conversion_cache", "")
+    cache = None if setting == "off" else ArtifactCache(setting or default_folder("tflite"))
+    facts = {"converter": version("litert-torch"), "precision": device.precision, "recipe": _recipe_id(),
+             "calibration_batches": batches if device.precision == "int8" else 0}
+    key = structure_key(model, tuple(input_shape), facts) if cache else None
+    found = cache.get(key, ".tflite") if key else None
+    if found:
+        return Artifact(found[0], "tflite", tuple(input_shape), found[1])
     path = workdir / f"{uuid.uuid4().hex}.tflite"
-    meta = convert(model, tuple(input_shape), device.precision, path,
-                   int(device.options.get("calibration_batches", 8)))
+    meta = convert(model, tuple(input_shape), device.precision, path, batches)
+    if key:
+        path = cache.put(key, ".tflite", path, meta)
     return Artifact(path, "tflite", tuple(input_shape), meta)
 
 
