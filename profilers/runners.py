@@ -1,4 +1,5 @@
 """Device-side runners: load an artifact in its runtime and time it, with only the runtime and numpy imported.
+(Python 3.8+: this file, agent.py and trt_engine.py run on boards with older interpreters, e.g. JetPack 5.)
 
 Shared by the in-process profilers and the agent (`agent.py`), which ships this file to targets that have no
 torch and no hwnas. The stopping rule and statistics mirror `hwnas.profilers.base` (tests pin them equal).
@@ -108,7 +109,7 @@ def check_settings(settings: Any) -> dict[str, float]:
         raise ValueError(f"unknown setting '{unknown[0]}' (allowed: {', '.join(SETTINGS_DEFAULTS)})")
     merged = {**SETTINGS_DEFAULTS, **settings}
     for key, value in merged.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
             raise ValueError(f"setting '{key}' must be a finite number >= 0, got {value!r}")
     if merged["min_repeats"] < 1 or merged["max_repeats"] < merged["min_repeats"]:
         raise ValueError("settings need 1 <= min_repeats <= max_repeats")

@@ -221,3 +221,15 @@ def test_module_entry_point_answers_hello(tmp_path):
     reply = json.loads(result.stdout.splitlines()[0])
     assert result.returncode == 0 and reply["ok"] and reply["runtimes"] == {"onnxruntime": reply["target"][
         "runtime_version"]}
+
+
+def test_shipped_files_are_python_3_8_syntax():
+    """Boards run older Pythons (JetPack 5 has 3.8): the files copied there must parse as 3.8."""
+    import ast
+    import re
+
+    from hwnas.profilers.transports import agent_bundle
+
+    for name, source in agent_bundle().items():
+        ast.parse(source, filename=name, feature_version=(3, 8))
+        assert not re.findall(rb"isinstance\([^)]*\|", source), name  # X | Y types at run time need 3.10
