@@ -36,6 +36,8 @@ def search(
     threads: int = typer.Option(None, "--threads", help="torch CPU threads per process (0: torch's default)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy hyperparameter KEY=VALUE (repeatable), "
                                     "e.g. -p hard=true."),
+    select: str = typer.Option(None, "--select", help="Cell strategies: derive by 'magnitude' (largest weight) "
+                               "or 'ostr' (operation strength); the same as -p select=..."),
     config_file: Path = typer.Option(None, "--config", help="Start from this config YAML (a run's config.yaml).",
                                      dir_okay=False),
     lut: Path = typer.Option(None, "--lut", help="LUT CSV [default: luts/DEVICE.csv].", dir_okay=False),
@@ -57,14 +59,15 @@ def search(
         config = load_config(config_file) if config_file else SearchConfig()
         if latency_budget is None and config_file is None:
             raise ConfigError("--latency-budget is required (e.g. 20ms, or 50% of the space's feasible range)")
-        params = {**config.strategy_params, **parse_assignments(param)}
+        params = {**config.strategy_params, **parse_assignments(param), **({"select": select} if select else {})}
         data_config = override(config.data or DataConfig(), source=data, resolution=resolution, batch_size=batch_size,
                                limit=limit)
         config = override(config, device=device, space=space, strategy=strategy, budget=latency_budget, seed=seed,
                           epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
                           lut=str(lut) if lut else None, devices_file=str(devices_file) if devices_file else None,
                           profile_missing=profile_missing, strategy_params=params, data=data_config)
-    elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit)) or param:
+    elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit,
+                                     select)) or param:
         raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs may change")
     with progress_bar(quiet=as_json) as progress:
         display = SearchDisplay(progress, console, quiet=as_json)

@@ -52,6 +52,11 @@ STRATEGIES: dict[str, str] = {
     "proxyless": "hwnas.strategies.proxyless:ProxylessStrategy",
     "hardcore": "hwnas.strategies.hardcore:HardCoReStrategy",
     "densenas": "hwnas.strategies.densenas:DenseNASStrategy",
+    "darts": "hwnas.strategies.darts:DartsStrategy",
+    "fairdarts": "hwnas.strategies.fairdarts:FairDartsStrategy",
+    "sp-darts": "hwnas.strategies.spdarts:SparseDartsStrategy",
+    "ostr": "hwnas.strategies.darts:OStrDartsStrategy",
+    "ddarts": "hwnas.strategies.ddarts:DDartsStrategy",
 }
 
 
