@@ -59,6 +59,10 @@ class Arch:
 
     @classmethod
     def parse(cls, text: str) -> Arch:
+        if text.strip().startswith("cells:"):  # a network of cells: hwnas.cells.CellArch, the same Arch face
+            from hwnas.cells.network import CellArch
+
+            return CellArch.parse(text)
         parts = text.strip().split(":")
         if len(parts) != 3:
             raise BlockStringError(

@@ -55,6 +55,9 @@ class CellArch:
     def with_resolution(self, resolution: int) -> CellArch:
         return CellArch(self.space.with_resolution(resolution), self.genotype)
 
+    def with_classes(self, num_classes: int) -> CellArch:
+        return CellArch(self.space.with_classes(num_classes), self.genotype)
+
     def with_network(self, channels: int | None = None, layers: int | None = None) -> CellArch:
         """The same cells in a wider or deeper network (DARTS evaluates at C=36, 20 cells)."""
         if layers and self.space.per_cell and layers != self.space.layers:

@@ -46,7 +46,7 @@ def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
                "device": table.meta.get("device"), "fingerprint": table.meta.get("fingerprint"),
                "calibration": table.meta.get("calibration") or {}}
     if space:
-        from hwnas.catalog import get_space
+        from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
         target = get_space(space, resolution, classes)
         keys = [spec.key for spec in target.specs()]
@@ -54,7 +54,9 @@ def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
         summary["space"] = {"name": target.name, "resolution": target.resolution, "blocks": len(keys),
                             "missing": missing}
         if not missing:
-            low, high = LatencyModel(table).space_latency(target).range_ms
+            from hwnas.latency import space_range_ms
+
+            low, high = space_range_ms(target, LatencyModel(table))
             summary["space"]["range_ms"] = [low, high]
     if as_json:
         print_json(summary)
@@ -112,9 +114,9 @@ def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: in
               devices_file: Path = DevicesFile, lut: Path = LutPath, lut_dir: Path = LutDir, force: bool = ForceFlag,
               as_json: bool = JsonFlag) -> None:
     """Fit what isolated blocks miss on whole measured networks, and store it with the LUT."""
-    from hwnas.catalog import get_space
     from hwnas.device import get_device
     from hwnas.lut.calibrate import calibrate_device
+    from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
     target = get_space(space, resolution, classes)
     with progress_bar(quiet=as_json) as progress:
@@ -141,9 +143,9 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
              devices_file: Path = DevicesFile, lut: Path = LutPath, lut_dir: Path = LutDir, force: bool = ForceFlag,
              as_json: bool = JsonFlag) -> None:
     """Measure whole networks end to end and report predicted vs measured (MAPE, ±10%, max error, Kendall tau)."""
-    from hwnas.catalog import get_space
     from hwnas.device import get_device
     from hwnas.lut.validate import validate_device, write_report
+    from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
     target = get_space(space, resolution, classes)
     path = resolve_lut(device, lut, lut_dir)

@@ -43,10 +43,10 @@ def profile(
     as_json: bool = JsonFlag,
 ) -> None:
     """Measure each block of the space(s) on DEVICE and append it to the LUT; rerun to resume."""
-    from hwnas.catalog import get_space
     from hwnas.device import get_device
     from hwnas.lut.build import build_lut
     from hwnas.profilers.base import MeasureSettings
+    from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
     target = get_device(device, devices_file)
     spaces = [get_space(name, resolution, classes) for name in space]
