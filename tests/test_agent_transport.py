@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import tarfile
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -41,6 +42,7 @@ from hwnas.profilers.transports import (
 from .conftest import QUICK
 
 runner = CliRunner()
+COMPARE = replace(QUICK, warmup_s=0.05)  # a short timed warm-up: a fresh agent process starts cold
 DEVICES = """devices:
   cpu-agent:
     runtime: onnxruntime
@@ -82,11 +84,11 @@ def interleaved_luts(local_name, agent_name, devices_file, specs, folder):
     local, agent = get_device(local_name), get_device(agent_name, devices_file)
     with get_profiler(local) as local_profiler, get_profiler(agent) as agent_profiler:
         assert isinstance(agent_profiler, RemoteProfiler)
-        tables = [LatencyTable.open(folder / f"{device.name}.csv", table_meta(profiler, QUICK))
+        tables = [LatencyTable.open(folder / f"{device.name}.csv", table_meta(profiler, COMPARE))
                   for device, profiler in ((local, local_profiler), (agent, agent_profiler))]
         for spec in specs:
             for profiler, table in zip((local_profiler, agent_profiler), tables):
-                profile_specs([spec], profiler, table, QUICK, reference_every=0)
+                profile_specs([spec], profiler, table, COMPARE, reference_every=0)
     return tables
 
 
@@ -166,8 +168,6 @@ def test_runtimes_that_cannot_run_remotely_are_config_errors(devices_file):
 
 
 def test_agent_start_failure_is_a_clear_error(tmp_path):
-    from dataclasses import replace
-
     device = replace(get_device("cpu"), name="broken", transport="ssh://nobody@localhost:1")
     with pytest.raises(RuntimeUnavailable, match=r"device 'broken': cannot reach ssh://nobody@localhost:1 \(") as err:
         with get_profiler(device) as profiler:
