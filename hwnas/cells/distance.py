@@ -98,3 +98,11 @@ def cell_differences(a: CellArch, b: CellArch) -> list[dict]:
                 rows.append({"cell": name, "node": node, "a": [f"{op}~{src}" for op, src in ea],
                              "b": [f"{op}~{src}" for op, src in eb]})
     return rows
+
+
+def diff_report(a: CellArch, b: CellArch, scores: Mapping[str, float] = OPERATION_SCORES) -> dict:
+    """What `hwnas diff` prints: M(A, B), M_H per cell, and the nodes whose edges differ."""
+    names = a.genotype.names
+    per_cell = {n: cell_distance(a.genotype[n], b.genotype[n], a.space, scores) for n in names}
+    return {"distance": architecture_distance(a, b, scores), "cells": per_cell, "differences": cell_differences(a, b),
+            "a": a.to_string(), "b": b.to_string()}
