@@ -215,3 +215,5 @@ def _plots(run: RunDir, strategy: Any, history: list[dict[str, Any]], budget_ms:
                       f"{config.strategy} on {config.space}: architecture weights per layer")
     if history:
         plot_latency(history, budget_ms, run.file("latency.png"), derivation.predicted_ms)
+    if hasattr(strategy, "write_plots"):  # a strategy's own diagnostics (cell strategies: cells.csv, cells.png)
+        strategy.write_plots(run.path)

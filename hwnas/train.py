@@ -150,6 +150,8 @@ class SearchLoop:
         for epoch in range(start_epoch, self.epochs):
             record = self.run_epoch(epoch)
             on_epoch(record)
+            if getattr(self.strategy, "should_stop", lambda: False)():  # a strategy's early stop (OStr: cells settled)
+                break
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         start = time.perf_counter()

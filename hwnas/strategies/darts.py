@@ -200,6 +200,11 @@ class CellStrategy(BaseStrategy):
         row = self.diagnostics.record(self.epoch, genotype, self.selection_weights(), self.selection_scores()[1])
         return {**row, "early_stop": float(stop)}
 
+    def write_plots(self, folder) -> None:
+        """cells.csv and cells.png in the run directory (`hwnas.cells.diagnostics`)."""
+        if self.diagnostics.records:
+            self.diagnostics.write(folder)
+
     def should_stop(self) -> bool:
         """OStr's early stop: the selected architecture unchanged for `early_stop` epochs."""
         return self.stability.stopped
