@@ -15,7 +15,7 @@ app = typer.Typer(name="hwnas", no_args_is_help=True, add_completion=False, pret
                   help="Hardware-aware neural architecture search: measure blocks on a device, search under a "
                        "latency budget, export the result.")
 
-COMMAND_MODULES = ("devices", "profile", "lut", "search", "train", "diff")
+COMMAND_MODULES = ("devices", "profile", "lut", "search", "train", "export", "diff")
 
 
 def _print_version(value: bool) -> None:
