@@ -52,6 +52,8 @@ class SearchConfig:
     strategy: str = "fbnet"  # search strategy name (hwnas.strategies.STRATEGIES)
     budget: str = "50%"  # latency budget as given: 20ms / 0.02s / 20000us, or a share of the feasible range (50%)
     budget_ms: float | None = None  # the budget in milliseconds on the device, resolved when the run starts
+    budget_floor: float = 0.9  # the derived network should use at least this share of the budget; an argmax
+    # predicted below it is filled up (least probability lost per millisecond gained); 0 keeps the argmax
     epochs: int = 4  # search epochs (warm-up included)
     warmup_epochs: int = 1  # first epochs train weights only, sampling paths uniformly, before architecture steps
     seed: int = 0  # seeds weights, path sampling and data order (the same on every rank)

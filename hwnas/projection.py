@@ -1,10 +1,15 @@
-"""Budget repair: the most probable discrete architecture whose predicted latency meets the budget.
+"""Budget repair: the most probable discrete architecture whose predicted latency meets the budget (and, with a
+floor, uses at least that share of it).
 
 For a chain space the problem is a multiple-choice knapsack: maximise Σ_l s_l[c_l] (s = log-probabilities of the
 architecture distribution) subject to the predicted latency ≤ budget. When the argmax fits, it is the answer;
 otherwise the LP relaxation (scipy `linprog`, dual simplex) has an optimal vertex with at most one fractional layer
 (there is a single knapsack row), which is rounded to its faster option; or a greedy pass trades the least score
 per millisecond saved, then spends what slack is left on the best score gain per millisecond.
+A floor ρ (e.g. 0.9) then fills an architecture predicted below ρ·budget: it upgrades, one layer at a time, the
+option that loses the least score per millisecond gained while staying within the budget (the budget buys
+accuracy; a search stopped early often leaves its argmax far below it). The method says what happened:
+'argmax', 'lp', 'greedy', with '+fill' (or 'fill') when the floor moved it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,35 @@ class Projection:
     @property
     def repaired(self) -> bool:
         return self.method != "argmax"
+
+
+def block_sum_floor(cost: ChainCost, budget_ms: float, floor: float) -> float:
+    return (floor * budget_ms - cost.offset_ms) / cost.scale - cost.fixed_ms
+
+
+def fill_to_floor(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: Sequence[int], low: float,
+                  high: float) -> list[int]:
+    """Raise Σ lat[c] to at least `low` (never above `high`), each step the upgrade losing the least score per
+    millisecond gained."""
+    choices = list(choices)
+    used = sum(t[c] for t, c in zip(lat, choices))
+    while used < low:
+        best = None
+        for layer, (s, t) in enumerate(zip(scores, lat)):
+            current = choices[layer]
+            for option in np.flatnonzero(t > t[current]):
+                extra = t[option] - t[current]
+                if used + extra > high or s[option] < -1e8:
+                    continue
+                loss = (s[current] - s[option]) / extra
+                if best is None or loss < best[0]:
+                    best = (loss, layer, int(option))
+        if best is None:
+            break
+        _, layer, option = best
+        used += lat[layer][option] - lat[layer][choices[layer]]
+        choices[layer] = option
+    return choices
 
 
 def block_sum_budget(cost: ChainCost, budget_ms: float) -> float:
@@ -101,13 +135,31 @@ def _greedy(scores: list[np.ndarray], lat: list[np.ndarray], limit: float, start
 
 
 def project_chain(scores: Sequence[np.ndarray], cost: ChainCost, budget_ms: float, method: str = "lp",
-                  allowed: Sequence[np.ndarray] | None = None) -> Projection:
-    """The highest-scoring choices whose predicted latency ≤ `budget_ms`; `allowed` masks out candidates."""
+                  allowed: Sequence[np.ndarray] | None = None, floor: float = 0.0) -> Projection:
+    """The highest-scoring choices whose predicted latency ≤ `budget_ms` (and ≥ floor · budget when reachable);
+    `allowed` masks out candidates."""
+    projection = _project(scores, cost, budget_ms, method, allowed)
+    if floor <= 0 or projection.predicted_ms >= floor * budget_ms:
+        return projection
+    lat = _arrays(cost)
+    masked = _masked(scores, allowed, len(lat))
+    choices = fill_to_floor(masked, lat, projection.choices, block_sum_floor(cost, budget_ms, floor),
+                            block_sum_budget(cost, budget_ms))
+    label = "fill" if projection.method == "argmax" else projection.method + "+fill"
+    return Projection(tuple(choices), cost.of_choices(choices), projection.argmax_ms, label)
+
+
+def _masked(scores: Sequence[np.ndarray], allowed: Sequence[np.ndarray] | None, n: int) -> list[np.ndarray]:
+    return [np.where(a, np.asarray(s, dtype=float), -1e9) if allowed is not None else np.asarray(s, dtype=float)
+            for s, a in zip(scores, allowed if allowed is not None else [None] * n)]
+
+
+def _project(scores: Sequence[np.ndarray], cost: ChainCost, budget_ms: float, method: str,
+             allowed: Sequence[np.ndarray] | None) -> Projection:
     if method not in METHODS:
         raise HwnasError(f"projection method '{method}': expected one of {', '.join(METHODS)}")
     lat = _arrays(cost)
-    scores = [np.where(a, np.asarray(s, dtype=float), -1e9) if allowed is not None else np.asarray(s, dtype=float)
-              for s, a in zip(scores, allowed if allowed is not None else [None] * len(lat))]
+    scores = _masked(scores, allowed, len(lat))
     argmax = [int(np.argmax(s)) for s in scores]
     argmax_ms = cost.of_choices(argmax)
     if argmax_ms <= budget_ms:

@@ -143,8 +143,10 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     ranks.barrier()
 
     _seed_everything(config.seed)
-    strategy = make_strategy(config.strategy, SearchProblem(space, model, budget_ms, config.seed),
-                             config.strategy_params)
+    if not 0 <= config.budget_floor < 1:
+        raise HwnasError(f"budget_floor {config.budget_floor}: expected a share in [0, 1)")
+    problem = SearchProblem(space, model, budget_ms, config.seed, config.budget_floor)
+    strategy = make_strategy(config.strategy, problem, config.strategy_params)
     optimizer = make_weight_optimizer(strategy.weight_parameters(), config.weight_lr, config.weight_momentum,
                                       config.weight_decay)
     start_epoch, rows = 0, []

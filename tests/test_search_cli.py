@@ -40,7 +40,8 @@ def test_search_then_train_json(folder, tmp_path):
     assert summary["predicted_ms"] <= summary["budget_ms"]
     low, high = summary["range_ms"]
     assert summary["budget_ms"] == pytest.approx(low + 0.6 * (high - low))
-    assert summary["repaired"] == (summary["argmax_ms"] > summary["budget_ms"])
+    argmax, budget = summary["argmax_ms"], summary["budget_ms"]
+    assert summary["repaired"] == (argmax > budget or argmax < 0.9 * budget)
     trained = runner.invoke(app, ["train", str(out), "--epochs", "1", "--json"])
     assert trained.exit_code == 0, trained.output
     report = json.loads(trained.stdout)

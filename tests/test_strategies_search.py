@@ -47,7 +47,10 @@ def test_search_ends_within_budget(folder, tmp_path, strategy):
     assert budget == pytest.approx(low + 0.3 * (high - low))
     derived = result.derivation
     assert derived.predicted_ms <= budget
-    assert derived.repaired == (derived.argmax_ms > budget)
+    floor = result.config.budget_floor * budget
+    assert derived.repaired == (derived.argmax_ms > budget or derived.argmax_ms < floor)
+    if "fill" in derived.method:  # the floor moved a low argmax up, never past the budget
+        assert derived.predicted_ms >= min(derived.argmax_ms, budget) and "floor" in derived.describe()
     saved = json.loads((result.run_dir / "arch.json").read_text())
     assert saved["strategy"] == strategy and saved["budget_ms"] == budget
     assert saved["predicted_ms"] == pytest.approx(derived.predicted_ms)
@@ -105,3 +108,31 @@ def test_over_budget_argmax_is_repaired(folder, strategy, params):
     assert derived.repaired and derived.method != "argmax"
     assert derived.predicted_ms <= problem.budget_ms
     assert "repaired" in derived.describe()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_low_argmax_is_filled_to_the_floor(folder, strategy):
+    """Fastest candidates most probable and a 90% floor: derive() upgrades ops until the floor, within budget."""
+    space = tiny_dense() if strategy == "densenas" else tiny_chain(folder)
+    model = measured_model(folder / "cpu.csv", tiny_chain(folder), tiny_dense())
+    low, high = space_range_ms(space, model)
+    problem = SearchProblem(space, model, low + 0.8 * (high - low), seed=0, budget_floor=0.9)
+    chosen = make_strategy(strategy, problem, {})
+    with torch.no_grad():
+        if strategy == "hardcore":
+            for alpha, times in zip(chosen.alpha, chosen.cost.candidates_ms):
+                alpha.copy_(alpha * torch.softmax(-3 * times / times.max(), -1))
+                alpha /= alpha.sum()
+        elif strategy == "densenas":
+            for logits, times in zip(chosen.edge_alpha, chosen.cost.edge_ms):
+                logits.copy_(-5 * times / times.max())
+            for block, times in zip(chosen.layer_alpha, chosen.cost.layer_ms):
+                for logits in block:
+                    logits.copy_(-5 * times / times.max())
+        else:
+            for logits, times in zip(chosen.logits, chosen.cost.candidates_ms):
+                logits.copy_(-5 * times / times.max())
+    derived = chosen.derive()
+    assert derived.predicted_ms <= problem.budget_ms
+    if derived.argmax_ms < 0.9 * problem.budget_ms:
+        assert "fill" in derived.method and derived.predicted_ms > derived.argmax_ms

@@ -56,7 +56,8 @@ class ChainLogitsStrategy(BaseStrategy):
     @torch.no_grad()
     def derive(self) -> Derivation:
         scores = [F.log_softmax(theta, dim=-1).numpy() for theta in self.logits]
-        projection = project_chain(scores, self.cost, self.problem.budget_ms, self.params.projection)
+        projection = project_chain(scores, self.cost, self.problem.budget_ms, self.params.projection,
+                                   floor=self.problem.budget_floor)
         arch = self.space.arch(list(projection.choices))
         return Derivation(arch, self.problem.latency.predict(arch), projection.argmax_ms, self.problem.budget_ms,
                           projection.method, {"choices": list(projection.choices)})

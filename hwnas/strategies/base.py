@@ -68,6 +68,7 @@ class SearchProblem:
     latency: LatencyModel  # the device's LUT (calibrated)
     budget_ms: float  # the latency budget on that device
     seed: int = 0  # seeds the supernet weights and the architecture sampling generator (same on every rank)
+    budget_floor: float = 0.0  # derive() fills an argmax predicted below this share of the budget (0: never)
 
 
 @dataclass
@@ -108,8 +109,11 @@ class Derivation:
     def describe(self) -> str:
         if not self.repaired:
             return f"argmax meets the budget: {self.predicted_ms:.4g} ms <= {self.budget_ms:.4g} ms"
-        return (f"argmax predicted {self.argmax_ms:.4g} ms > budget {self.budget_ms:.4g} ms; repaired by "
-                f"{self.method} projection to {self.predicted_ms:.4g} ms")
+        if self.argmax_ms > self.budget_ms:
+            return (f"argmax predicted {self.argmax_ms:.4g} ms > budget {self.budget_ms:.4g} ms; repaired by "
+                    f"{self.method} projection to {self.predicted_ms:.4g} ms")
+        return (f"argmax predicted {self.argmax_ms:.4g} ms, under the budget floor; filled ({self.method}) to "
+                f"{self.predicted_ms:.4g} ms of {self.budget_ms:.4g} ms")
 
 
 @runtime_checkable

@@ -5,9 +5,9 @@ Eqs. 3.42-3.43) and the loss CE + λ · log_τ(c̃ost) (Eq. 3.44).
 Following the released search: weight steps sample one op per mixed layer by its softmax ('prob' policy) with
 routing weights p fixed; architecture steps sample two ops per mixed layer, weight them by the softmax of their
 α, keep every routing path weighted by p, and update α and β with Adam. Derivation: the most probable path by
-dynamic programming over the routing DAG (the paper's Viterbi), ops by argmax; over budget, a Lagrangian
-multiplier μ on latency is raised (bisection) until the path and op choices maximising
-Σ log p + Σ log w − μ · latency meet the budget.
+dynamic programming over the routing DAG (the paper's Viterbi), ops by argmax; when that misses the band
+[floor · budget, budget], the paths that maximise Σ log p + Σ log w − μ · latency for a range of multipliers μ
+are candidates, each path's ops are projected into the band like a chain space's, and the most probable wins.
 """
 
 from __future__ import annotations
@@ -164,23 +164,52 @@ class DenseNASStrategy(BaseStrategy):
     def argmax_choice(self) -> DenseChoice:
         return self._best(0.0)
 
+    def _path_choice(self, path: tuple[int, ...], budget: float) -> tuple[DenseChoice, float, str] | None:
+        """The ops of one path as a chain projection (within budget, filled to the floor); with its score."""
+        from hwnas.latency import ChainCost
+        from hwnas.projection import project_chain
+
+        cost = self.cost
+        edges = [self.space.edge(a, b).index for a, b in zip(path, path[1:])]
+        layers = [(node - 1, i) for node in path[1:-1] for i in range(self.space.blocks[node - 1].layers)]
+        times = [cost.edge_ms[e] for e in edges] + [cost.layer_ms[n] for n, _ in layers]
+        chain = ChainCost(cost.fixed_ms, tuple(times), cost.scale, cost.offset_ms)
+        if chain.range_ms[0] > budget:
+            return None
+        scores = [F.log_softmax(self.edge_alpha[e].detach(), -1).numpy() for e in edges]
+        scores += [F.log_softmax(self.layer_alpha[n][i].detach(), -1).numpy() for n, i in layers]
+        projection = project_chain(scores, chain, budget, "lp", floor=self.problem.budget_floor)
+        picked = list(projection.choices)
+        layer_ops, offset = [], len(edges)
+        for node in path[1:-1]:
+            count = self.space.blocks[node - 1].layers
+            layer_ops.append(tuple(picked[offset: offset + count]))
+            offset += count
+        log_p = torch.log(self.edge_probs().clamp_min(1e-12))
+        score = float(sum(log_p[e] for e in edges)) + sum(float(s[c]) for s, c in zip(scores, picked))
+        return DenseChoice(path, tuple(picked[: len(edges)]), tuple(layer_ops)), score, projection.method
+
     @torch.no_grad()
     def derive(self) -> Derivation:
+        """Viterbi path and argmax ops; outside [floor·budget, budget], the best of the paths a latency
+        multiplier μ (negative: rewarding latency; positive: penalising it) selects, each with its ops projected
+        into the band, by path log-probability plus op log-probabilities."""
         predict = self.problem.latency.predict
-        budget = self.problem.budget_ms
+        budget, floor = self.problem.budget_ms, self.problem.budget_floor * self.problem.budget_ms
         choice = self._best(0.0)
         argmax_ms = predict(self.space.arch(choice))
         method = "argmax"
-        if argmax_ms > budget:
-            low, high = 0.0, 1.0
-            while predict(self.space.arch(self._best(high))) > budget:
-                high *= 4
-                if high > 1e12:
-                    raise HwnasError("DenseNAS: no path meets the budget; this is a bug (the budget was checked)")
-            for _ in range(40):
-                middle = (low + high) / 2
-                low, high = (middle, high) if predict(self.space.arch(self._best(middle))) > budget else (low, middle)
-            choice, method = self._best(high), "lagrangian"
+        if not floor <= argmax_ms <= budget:
+            paths = dict.fromkeys(self._best(sign * 4.0 ** k).path for sign in (-1, 1) for k in range(-6, 16))
+            found = [r for r in (self._path_choice(path, budget) for path in paths) if r is not None]
+            if not found:
+                raise HwnasError("DenseNAS: no path meets the budget; this is a bug (the budget was checked)")
+            in_band = [r for r in found if predict(self.space.arch(r[0])) >= floor]
+            if in_band:
+                choice, _, how = max(in_band, key=lambda r: r[1])
+            else:
+                choice, _, how = max(found, key=lambda r: predict(self.space.arch(r[0])))
+            method = "route+" + how
         arch = self.space.arch(choice)
         return Derivation(arch, predict(arch), argmax_ms, budget, method,
                           {"path": list(choice.path), "edge_ops": list(choice.edge_ops),

@@ -302,9 +302,31 @@ class HardCoReStrategy(BaseStrategy):
         choices, method = argmax, "argmax"
         if argmax_ms > self.problem.budget_ms:
             choices, method = self._project(), "lp"
+        floor = self.problem.budget_floor * self.problem.budget_ms
+        if self.cost.of_choices(choices) < floor:
+            choices = self._fill(choices)
+            method = "fill" if method == "argmax" else method + "+fill"
         arch = self.space.arch(choices)
         return Derivation(arch, self.problem.latency.predict(arch), argmax_ms, self.problem.budget_ms, method,
                           {"choices": choices})
+
+    def _fill(self, choices: list[int]) -> list[int]:
+        """Fill up to the budget floor by the marginal log-probability of each candidate at each position:
+        log(P_b · α_c) for a block, log(1 − P_b) for the skip of a depth-searched position."""
+        from hwnas.projection import block_sum_budget, block_sum_floor, fill_to_floor
+
+        presence = self._presence(self._beta_map())
+        scores = []
+        for p, (a, allowed) in enumerate(zip(self.alpha, self.allowed)):
+            row = np.log(np.clip(presence[p] * a.detach().numpy(), 1e-12, None))
+            row = np.where(allowed, row, -1e9)
+            if not allowed.all():  # the skip of an optional position: the block is absent
+                row[self.skip_index[p]] = np.log(max(1 - presence[p], 1e-12))
+            scores.append(row)
+        lat = [t.numpy() for t in self.cost.candidates_ms]
+        budget = self.problem.budget_ms
+        return fill_to_floor(scores, lat, choices, block_sum_floor(self.cost, budget, self.problem.budget_floor),
+                             block_sum_budget(self.cost, budget))
 
     def _project(self) -> list[int]:
         """Alternating vertex LPs with importance α (β), rounded to one-hot after each: discrete, within T."""
