@@ -123,7 +123,11 @@ class MaskedInvertedResidual(nn.Module):
                 0, self.cand_width, share)
             mask = width_w @ self.width_masks
             h = self.expand(x)
-            h = kernels.mixed_depthwise(h, self.superkernel, kernel_w, self.kernel_sizes, None, self.stride)
+            sizes = self.kernel_sizes
+            if not kernel_w.requires_grad:  # no gradient wanted: kernels without weight need not run
+                keep = torch.nonzero(kernel_w).flatten().tolist()
+                kernel_w, sizes = kernel_w[keep], [sizes[i] for i in keep]
+            h = kernels.mixed_depthwise(h, self.superkernel, kernel_w, sizes, None, self.stride)
             h = self.dw_act(self.dw_bn(h))
             if self.se is not None:
                 se_w = (share * self.cand_se).sum()

@@ -1,0 +1,113 @@
+"""Does the search pay off? On the embedded digits data, each strategy's network against the best of N random
+networks of the same space meeting the same budget (predicted latency within [floor · budget, budget]), all
+trained from scratch with the same schedule and scored on the held-out test split.
+
+    python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each (long)
+    python bench/search_quality.py --quick        # tiny spaces, a subset of digits, 3 random networks (~2 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from search_common import bench_space, measured_model, report
+
+from hwnas.arch import Arch
+from hwnas.config import DataConfig, SearchConfig
+from hwnas.data import load_splits
+from hwnas.dense_space import DenseSpace
+from hwnas.latency import chain_cost
+from hwnas.projection import project_chain
+from hwnas.search import run_search
+from hwnas.train import accuracy, train_network
+
+STRATEGIES = ("fbnet", "proxyless", "hardcore", "densenas")
+
+
+def random_in_band(space: Any, model: Any, budget: float, floor: float, rng: random.Random,
+                   tries: int = 3000) -> tuple[Arch, str]:
+    """A uniformly random architecture with predicted latency in [floor·budget, budget] (rejection sampling);
+    for a chain space that rarely lands there, random scores projected into the band instead."""
+    for _ in range(tries):
+        arch = space.sample(rng)
+        if floor * budget <= model.predict(arch) <= budget:
+            return arch, "rejection"
+    if isinstance(space, DenseSpace):
+        raise RuntimeError(f"no random {space.name} architecture in the band after {tries} tries")
+    scores = [np.log(np.asarray([rng.random() for _ in p.candidates]) + 1e-12) for p in space.positions]
+    projection = project_chain(scores, chain_cost(space, model), budget, "lp", floor=floor)
+    return space.arch(list(projection.choices)), "projected"
+
+
+def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: SearchConfig) -> float:
+    torch.manual_seed(config.seed)
+    model = arch.build()
+    train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
+                  momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=config.seed)
+    return accuracy(model, splits["test"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny spaces, 320 images per split, 3 random nets")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--share", type=float, default=0.5, help="budget as a share of the latency range")
+    parser.add_argument("--random", type=int, default=None, help="random networks per strategy (default 10)")
+    parser.add_argument("--search-epochs", type=int, default=None, help="default 8 (quick 3)")
+    parser.add_argument("--train-epochs", type=int, default=None, help="default 15 (quick 4)")
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lut", type=Path, default=None, help="LUT CSV (default luts/cpu.csv; quick: a temp)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/search_quality.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    count = args.random or (3 if args.quick else 10)
+    search_epochs = args.search_epochs or (3 if args.quick else 8)
+    train_epochs = args.train_epochs or (4 if args.quick else 15)
+    workdir = Path(tempfile.mkdtemp(prefix="hwnas-bench-"))
+    lut = args.lut or (workdir / "cpu.csv" if args.quick else Path("luts/cpu.csv"))
+    spaces = {s: bench_space(s, args.quick, args.resolution) for s in args.strategies}
+    model = measured_model(lut, list(spaces.values()), "cpu", args.quick)
+    data = DataConfig(resolution=args.resolution, limit=320 if args.quick else 0)
+    base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=1, threads=args.threads, seed=args.seed,
+                        budget=f"{args.share * 100:g}%", data=data)
+    splits = load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit)
+    rows = []
+    for strategy in args.strategies:
+        space = spaces[strategy]
+        start = time.perf_counter()
+        result = run_search(replace(base, strategy=strategy, space=space.name), workdir / strategy, space=space)
+        budget, floor = result.config.budget_ms, result.config.budget_floor
+        searched = train_and_test(result.derivation.arch, splits, train_epochs, base)
+        rng = random.Random(args.seed)
+        randoms = []
+        for _ in range(count):
+            arch, how = random_in_band(space, model, budget, floor, rng)
+            randoms.append({"acc": train_and_test(arch, splits, train_epochs, base), "how": how,
+                            "predicted_ms": model.predict(arch), "arch": arch.to_string()})
+        best = max(r["acc"] for r in randoms)
+        rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
+                     "predicted_ms": result.derivation.predicted_ms, "derivation": result.derivation.method,
+                     "searched_acc": searched, "best_random_acc": best,
+                     "mean_random_acc": float(np.mean([r["acc"] for r in randoms])),
+                     "beats_best_random": searched > best,
+                     "random": count, "seconds": time.perf_counter() - start,
+                     "arch": result.derivation.arch.to_string(), "randoms": randoms})
+    report(f"searched vs best of {count} random networks in [{base.budget_floor:g}, 1] x budget",
+           ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "best_random_acc",
+            "mean_random_acc", "beats_best_random", "seconds"], rows, args.out,
+           {"quick": args.quick, "share": args.share, "search_epochs": search_epochs, "train_epochs": train_epochs,
+            "resolution": args.resolution, "seed": args.seed, "lut": str(lut)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Time and memory of one supernet training step per strategy, against an all-paths weighted-sum supernet of the
+same space (every candidate computed and kept for backward, as DARTS does).
+
+Memory is the activation memory autograd keeps for the backward pass (bytes of the distinct tensors saved, weights
+excluded), overall and inside the searchable layers, plus the CUDA peak on a GPU. Path sampling must keep the
+searchable layers' activations within 2/K of all-paths (K: candidates per layer).
+
+    python bench/supernet_step.py                 # each strategy on its paper's space, 64 px, batch 32
+    python bench/supernet_step.py --quick         # tiny spaces, 32 px, batch 16 (~1 min on a CPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from search_common import bench_space, measured_model, report
+
+from hwnas.dense_space import DenseSpace
+from hwnas.latency import space_range_ms
+from hwnas.strategies import SearchProblem, StepContext, make_strategy
+from hwnas.supernet import ChainSupernet, Selection
+from hwnas.supernet.dense import DenseSupernet
+
+MODES = {  # label -> (strategy, its parameters)
+    "fbnet (soft, paper)": ("fbnet", {}),
+    "fbnet (hard)": ("fbnet", {"hard": True}),
+    "proxyless": ("proxyless", {}),
+    "hardcore (masked)": ("hardcore", {}),
+    "hardcore (paths)": ("hardcore", {"masked": False}),
+    "densenas": ("densenas", {}),
+}
+
+
+class SavedActivations:
+    """Counts the distinct tensors autograd saves for backward (parameters excluded), and those saved while a
+    searchable layer runs."""
+
+    def __init__(self, params: list[torch.Tensor], searchable: list[torch.nn.Module]):
+        self.params = {p.untyped_storage().data_ptr() for p in params}
+        self.searchable = searchable
+        self.depth = 0
+        self.total: dict[int, int] = {}
+        self.inside: dict[int, int] = {}
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key and key not in self.params:
+            self.total[key] = storage.nbytes()
+            if self.depth:
+                self.inside[key] = storage.nbytes()
+        return tensor
+
+    @contextmanager
+    def watch(self):
+        handles = []
+        for module in self.searchable:
+            handles.append(module.register_forward_pre_hook(lambda *_: setattr(self, "depth", self.depth + 1)))
+            handles.append(module.register_forward_hook(lambda *_: setattr(self, "depth", self.depth - 1)))
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
+                yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def searchable_modules(net: torch.nn.Module) -> list[torch.nn.Module]:
+    if isinstance(net, DenseSupernet):
+        return [*net.edges, *(layer for block in net.blocks for layer in block)]
+    return list(net.layers)
+
+
+def measure(step: Callable[[], torch.Tensor | None], net: torch.nn.Module, repeats: int,
+            device: torch.device) -> dict[str, Any]:
+    """Median seconds of `step` (forward + backward) and what it saves for backward."""
+    times = []
+    for index in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        if index == repeats:  # the last run counts memory (hooks slow it down a little)
+            counter = SavedActivations(list(net.parameters()), searchable_modules(net))
+            with counter.watch():
+                loss = step()
+        else:
+            loss = step()
+        if loss is not None:
+            loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if 0 < index < repeats:
+            times.append(time.perf_counter() - start)
+        net.zero_grad(set_to_none=True)
+    result = {"step_s": statistics.median(times) if times else float("nan"),
+              "saved_mb": sum(counter.total.values()) / 2**20,
+              "layers_mb": sum(counter.inside.values()) / 2**20}
+    if device.type == "cuda":
+        result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def all_paths_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The baseline: a weighted sum over every candidate of every layer (and every routing path)."""
+    generator = torch.Generator().manual_seed(0)
+
+    def weights(size: int) -> torch.Tensor:
+        return F.softmax(torch.randn(size, generator=generator), 0).to(x.device).requires_grad_(True)
+
+    if isinstance(net, DenseSupernet):
+        edges = [Selection(weights(len(e))) for e in net.edges]
+        layers = [[Selection(weights(len(layer))) for layer in block] for block in net.blocks]
+        probs = torch.full((len(net.edges),), 0.5, device=x.device)
+        return lambda: F.cross_entropy(net(x, edges, layers, probs), y)
+    selections = [Selection(weights(len(layer))) for layer in net.layers]
+    return lambda: F.cross_entropy(net(x, selections), y)
+
+
+def measure_strategy(label: str, space: Any, model: Any, x: torch.Tensor, y: torch.Tensor, base: dict[str, Any],
+                     repeats: int, device: torch.device) -> list[dict[str, Any]]:
+    """Weight step and architecture step of one strategy, against the all-paths baseline `base`."""
+    name, params = MODES[label]
+    low, high = space_range_ms(space, model)
+    torch.manual_seed(0)
+    strategy = make_strategy(name, SearchProblem(space, model, (low + high) / 2, seed=0), params)
+    strategy.supernet.to(device)
+    strategy.start_epoch(1, 2, warmup=False)
+    ctx = StepContext((x, y), torch.optim.SGD(strategy.weight_parameters(), lr=0.01), 0.01, 1, 0)
+
+    def arch_step() -> None:
+        for p in strategy.arch_parameters():
+            p.grad = None
+        strategy.arch_backward(x, y, ctx)
+
+    rows = []
+    for step, run in (("weights", lambda: strategy.weight_loss(x, y).loss), ("architecture", arch_step)):
+        measured = measure(run, strategy.supernet, repeats, device)
+        ratio = measured["layers_mb"] / base["layers_mb"] if base["layers_mb"] else float("nan")
+        rows.append({"space": space.name, "mode": label, "step": step, **measured, "k": base["k"],
+                     "layers_vs_all": ratio, "two_over_k": 2 / base["k"],
+                     "within_2_over_k": ratio <= 2 / base["k"] * 1.05})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny spaces, 32 px, batch 16, 2 repeats")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--resolution", type=int, default=None, help="default 64 (quick: 32)")
+    parser.add_argument("--batch", type=int, default=None, help="default 32 (quick: 16)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps (default 5; quick 2)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lut", type=Path, default=None, help="LUT for the strategies' latency terms (default: a "
+                        "temporary one measured with quick settings: the latencies do not enter these timings)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/supernet_step.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    resolution = args.resolution or (32 if args.quick else 64)
+    batch = args.batch or (16 if args.quick else 32)
+    repeats = args.repeats or (2 if args.quick else 5)
+    device = torch.device(args.device)
+    lut = args.lut or Path(tempfile.mkdtemp(prefix="hwnas-bench-")) / "cpu.csv"
+    strategies = sorted({MODES[m][0] for m in args.modes})
+    spaces = {s: bench_space(s, args.quick, resolution) for s in strategies}
+    model = measured_model(lut, list({id(s): s for s in spaces.values()}.values()), "cpu", quick=True)
+    x = torch.randn(batch, 3, resolution, resolution, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    rows, baselines = [], {}
+    for label in args.modes:
+        space = spaces[MODES[label][0]]
+        if space.name not in baselines:
+            torch.manual_seed(0)
+            net = (DenseSupernet(space) if isinstance(space, DenseSpace) else ChainSupernet(space)).to(device)
+            baselines[space.name] = {**measure(all_paths_step(net, x, y), net, repeats, device),
+                                     "k": max(len(layer) for layer in searchable_modules(net))}
+            rows.append({"space": space.name, "mode": "all paths (weighted sum)", "step": "forward+backward",
+                         **baselines[space.name]})
+            del net
+        rows.extend(measure_strategy(label, space, model, x, y, baselines[space.name], repeats, device))
+    report(f"one supernet step, batch {batch}, {resolution} px, {device}",
+           ["space", "mode", "step", "step_s", "saved_mb", "layers_mb", "cuda_peak_mb", "k", "layers_vs_all",
+            "two_over_k", "within_2_over_k"], rows, args.out,
+           {"quick": args.quick, "resolution": resolution, "batch": batch, "device": str(device),
+            "repeats": repeats, "threads": args.threads})
+
+
+if __name__ == "__main__":
+    main()
