@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hwnas.cli.common import DevicesFile, JsonFlag, LutDir, console, fail, handles_errors, print_json, progress_bar
+from hwnas.errors import HwnasError
 
 
 def register(app: typer.Typer) -> None:
@@ -61,21 +63,24 @@ def export(
         calibration_size=calibration_size, validation_size=validation_size, opset=opset or DEFAULT_OPSET,
         dynamic_batch=dynamic_batch, simplify=simplify, deployment_target=deployment_target, seed=seed,
         fresh=fresh)
-    with progress_bar(quiet=as_json) as progress:
-        task = progress.add_task("export", total=None)
-        report = run_export(request, lambda message: progress.update(task, description=f"export: {message}"))
-        progress.update(task, total=1, completed=1, description="export: done")
+    try:
+        with progress_bar(quiet=as_json) as progress:
+            task = progress.add_task("export", total=None)
+            report = run_export(request, lambda message: progress.update(task, description=f"export: {message}"))
+            progress.update(task, total=1, completed=1, description="export: done")
+    except HwnasError as error:  # escaped: refusals carry brackets (pip install "hwnas[tflite]") that rich eats
+        fail(escape(str(error)))
     if as_json:
         print_json(report.data)
     else:
         _print_summary(report)
     for warning in report.data["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     errors, warnings = report.failures()
     for warning in warnings:
-        console.print(f"[yellow]parity (untrained network):[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]parity (untrained network):[/yellow] {escape(warning)}", highlight=False)
     if errors:
-        fail(f"parity check failed ({report.path}): " + "; ".join(errors))
+        fail(escape(f"parity check failed ({report.path}): " + "; ".join(errors)))
 
 
 def _print_summary(report) -> None:
@@ -97,13 +102,13 @@ def _print_summary(report) -> None:
         table.add_row(entry["file"], entry["precision"], _size(entry["bytes"]), error, check)
     console.print(table)
     for note in notes:
-        console.print(note, highlight=False)
+        console.print(escape(note), highlight=False)
     for prediction in data["latency"]["predicted"]:
         if "predicted_ms" in prediction:
             console.print(f"predicted on {prediction['device']}: {prediction['predicted_ms']:.3f} ms/image "
                           f"({prediction['lut']})")
         else:
-            console.print(f"[yellow]no prediction on {prediction['device']}:[/yellow] {prediction['error']}",
+            console.print(f"[yellow]no prediction on {prediction['device']}:[/yellow] {escape(prediction['error'])}",
                           highlight=False)
     measured = data["latency"]["measured"]
     if measured:

@@ -80,6 +80,8 @@ def run_export(request: ExportRequest, on_step: Callable[[str], None] | None = N
     jobs = plan_jobs(request.formats, request.precisions)
     exporters = {name: get_exporter(name) for name, _ in jobs}  # refuse before any work
     trt_device = _tensorrt_device(request, source) if "tensorrt" in exporters else None
+    if "coreml" in exporters:
+        exporters["coreml"].deployment_target(request.deployment_target)
     model, trained = build_model(source, request.seed)
     folded = fold_batchnorm(model)
     images = ImageSource(request.data or source.data, source.data_options if not request.data else {})
