@@ -93,6 +93,24 @@ def benchmark_command(binary: str, graph: str, threads: int, xnnpack: bool, sett
         f"--min_secs={min(settings.budget_s, 1.0):g}", f"--max_secs={settings.budget_s:g}"])
 
 
+def probe_command(binary: str) -> str:
+    """One `adb shell` line printing what the fingerprint needs, one fact per line."""
+    return ("getprop ro.soc.model; getprop ro.board.platform; getprop ro.product.model; "
+            f"getprop ro.build.version.release; uname -m; nproc; sha256sum {shlex.quote(binary)} 2>/dev/null"
+            " || echo missing")
+
+
+def parse_probe(output: str, runtime: str, threads: int) -> dict[str, Any]:
+    """The phone's answer to `probe_command` as the target facts of a fingerprint (runtime_version None when the
+    benchmark_model binary is missing)."""
+    soc, board, model, release, machine, cores, binary = ([line.strip() for line in output.splitlines()]
+                                                          + [""] * 7)[:7]
+    present = bool(binary) and binary != "missing"
+    return {"cpu": soc or board, "machine": machine, "system": f"Android {release}", "runtime": runtime,
+            "runtime_version": f"benchmark_model {binary.split()[0][:12]}" if present else None,
+            "threads": threads or int(cores or 1), "model": model}
+
+
 def _adb_failed(output: str) -> bool:
     """adb itself failed (no device, offline, unauthorized), as opposed to the command it ran on the phone."""
     return bool(re.search(r"^(adb: |error: (device|no devices|more than one))", output, re.MULTILINE))
@@ -121,15 +139,9 @@ class AdbSession:
         return output
 
     def hello(self, runtime: str, threads: int) -> dict[str, Any]:
-        probe = ("getprop ro.soc.model; getprop ro.board.platform; getprop ro.product.model; "
-                 f"getprop ro.build.version.release; uname -m; nproc; sha256sum {shlex.quote(self.binary)} 2>/dev/null"
-                 " || echo missing")
-        soc, board, model, release, machine, cores, binary = (self._adb("shell", probe).splitlines() + [""] * 7)[:7]
-        self.threads = threads or int(cores.strip() or 1)
-        present = binary.strip() and not binary.startswith("missing")
-        return {"cpu": soc.strip() or board.strip(), "machine": machine.strip(), "system": f"Android {release.strip()}",
-                "runtime": runtime, "runtime_version": f"benchmark_model {binary.split()[0][:12]}" if present else None,
-                "threads": self.threads, "model": model.strip()}
+        target = parse_probe(self._adb("shell", probe_command(self.binary)), runtime, threads)
+        self.threads = target["threads"]
+        return target
 
     def measure(self, artifact: Artifact, device: Device, settings: MeasureSettings) -> dict[str, Any]:
         data = artifact.path.read_bytes()

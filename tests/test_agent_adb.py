@@ -14,7 +14,13 @@ import pytest
 from hwnas.device import get_device
 from hwnas.errors import RuntimeUnavailable
 from hwnas.profilers import get_profiler
-from hwnas.profilers.adb import BenchmarkResult, benchmark_command, parse_benchmark_output
+from hwnas.profilers.adb import (
+    BenchmarkResult,
+    benchmark_command,
+    parse_benchmark_output,
+    parse_probe,
+    probe_command,
+)
 from hwnas.profilers.base import MeasureSettings
 
 NEWER = """\
@@ -89,6 +95,17 @@ def test_benchmark_command_maps_the_measurement_settings():
     assert command.split() == ["/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/hwnas/a.tflite",
                                "--num_threads=4", "--use_xnnpack=true", "--warmup_runs=10", "--warmup_min_secs=0.05",
                                "--num_runs=20", "--min_secs=1", "--max_secs=3"]
+
+
+def test_phone_probe_becomes_the_fingerprint_facts():
+    answer = ("SM8550\nkalama\nPixel 8\n14\naarch64\n8\n"
+              "3f2a9c0d5e6b7a8190ffeeddccbbaa00  /data/local/tmp/benchmark_model\n")
+    target = parse_probe(answer, "tflite", 0)
+    assert target == {"cpu": "SM8550", "machine": "aarch64", "system": "Android 14", "runtime": "tflite",
+                      "runtime_version": "benchmark_model 3f2a9c0d5e6b", "threads": 8, "model": "Pixel 8"}
+    older = parse_probe("\nexynos9810\nGalaxy S9\n10\naarch64\n8\nmissing\n", "tflite", 4)
+    assert older["cpu"] == "exynos9810" and older["runtime_version"] is None and older["threads"] == 4
+    assert "sha256sum /data/local/tmp/benchmark_model" in probe_command("/data/local/tmp/benchmark_model")
 
 
 @pytest.mark.skipif(shutil.which("adb") is not None, reason="adb is installed here")
