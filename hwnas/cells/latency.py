@@ -76,13 +76,17 @@ class CellCost:
             total = total + (share[:, None] * q * table).sum()
         return self.calibrate(self.fixed_ms + total)
 
-    def of_genotype(self, genotype: Genotype) -> float:
-        """The LUT prediction of a discrete genotype (equals `LatencyModel.predict(space.arch(genotype))`)."""
+    def block_sum(self, genotype: Genotype) -> float:
+        """Uncalibrated sum of a discrete genotype's blocks (ms)."""
         space, total = self.space, self.fixed_ms
         for group, table in self.group_ms.items():
             for node, op, source in genotype[group].edges():
                 total += float(table[space.edge_index(node, source), space.primitives.index(op)])
-        return float(self.calibrate(total))
+        return total
+
+    def of_genotype(self, genotype: Genotype) -> float:
+        """The LUT prediction of a discrete genotype (equals `LatencyModel.predict(space.arch(genotype))`)."""
+        return float(self.calibrate(self.block_sum(genotype)))
 
     def _extreme(self, pick_max: bool) -> float:
         space, total = self.space, self.fixed_ms

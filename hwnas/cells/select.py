@@ -56,18 +56,19 @@ def select_threshold(space: CellSpace, weights: Mapping[str, torch.Tensor], thre
     return Genotype(tuple(cells))
 
 
-def repair_to_budget(space: CellSpace, genotype: Genotype, scores: Mapping[str, torch.Tensor], cost,
-                     budget_ms: float) -> tuple[Genotype, list[str]]:
-    """While the genotype's predicted latency exceeds the budget, swap the operation of one kept edge for a
-    cheaper one, choosing the swap that loses the least score per millisecond saved (the chain strategies'
-    greedy repair). Returns the genotype and the swaps made (empty when it already fits)."""
+def fit_to_budget(space: CellSpace, genotype: Genotype, scores: Mapping[str, torch.Tensor], cost,
+                  budget_ms: float, floor_ms: float = 0.0) -> tuple[Genotype, list[str]]:
+    """Bring the genotype's predicted latency into [floor, budget] by swapping the operation of one kept edge at a
+    time: while over the budget, the cheaper swap that loses the least score per millisecond saved; while under the
+    floor, the dearer swap (staying within the budget) that loses the least score per millisecond added (the chain
+    strategies' greedy repair and fill). Returns the genotype and the swaps made (empty when it already fits)."""
     nodes = {name: [list(node) for node in cell.nodes] for name, cell in genotype.cells}
     primitives, changes = space.primitives, []
 
     def current() -> Genotype:
         return Genotype(tuple((name, CellGenotype(tuple(tuple(n) for n in nodes[name]))) for name in genotype.names))
 
-    while cost.of_genotype(current()) > budget_ms:
+    def best_swap(over: bool, used: float):
         best = None
         for group in genotype.names:
             table, score = cost.group_ms[group], scores[group].detach().to(torch.float64)
@@ -75,15 +76,27 @@ def repair_to_budget(space: CellSpace, genotype: Genotype, scores: Mapping[str, 
                 for k, (op, source) in enumerate(edges):
                     e, o = space.edge_index(node, source), primitives.index(op)
                     for o2, other in enumerate(primitives):
-                        saved = float(table[e, o] - table[e, o2])
-                        if saved <= 0 or (other == "none" and space.keep):
+                        delta = float(table[e, o2] - table[e, o])  # ms added by the swap (block sum)
+                        if (other == "none" and space.keep) or (delta >= 0 if over else delta <= 0):
                             continue
-                        ratio = float(score[e, o] - score[e, o2]) / saved
+                        if not over and float(cost.calibrate(used + delta)) > budget_ms:
+                            continue
+                        ratio = float(score[e, o] - score[e, o2]) / abs(delta)
                         if best is None or ratio < best[0]:
-                            best = (ratio, group, node, k, other, op, source)
-        if best is None:
+                            best = (ratio, group, node, k, other, op, source, delta)
+        return best
+
+    used = cost.block_sum(current())
+    while True:
+        predicted = float(cost.calibrate(used))
+        over = predicted > budget_ms
+        if not over and predicted >= floor_ms:
             break
-        _, group, node, k, other, op, source = best
+        swap = best_swap(over, used)
+        if swap is None:
+            break
+        _, group, node, k, other, op, source, delta = swap
         nodes[group][node][k] = (other, source)
+        used += delta
         changes.append(f"{group} node {node}: {op}~{source} -> {other}~{source}")
     return current(), changes

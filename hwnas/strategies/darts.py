@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from hwnas.cells.diagnostics import CellDiagnostics
 from hwnas.cells.genotype import Genotype
 from hwnas.cells.latency import CellCost, latency_penalty
-from hwnas.cells.select import repair_to_budget, select_genotype
+from hwnas.cells.select import fit_to_budget, select_genotype
 from hwnas.cells.space import CellSpace
 from hwnas.cells.supernet import CellSupernet
 from hwnas.cells.unrolled import sgd_settings, unrolled_arch_grads
@@ -224,8 +224,9 @@ class CellStrategy(BaseStrategy):
         scores, criterion = self.selection_scores()
         genotype = self.current_genotype()
         argmax_ms = self.cost.of_genotype(genotype)
-        repaired, changes = repair_to_budget(self.space, genotype, self.deployed_scores(scores), self.cost,
-                                             self.problem.budget_ms)
+        budget = self.problem.budget_ms
+        floor = getattr(self.problem, "budget_floor", 0.0) * budget
+        repaired, changes = fit_to_budget(self.space, genotype, self.deployed_scores(scores), self.cost, budget, floor)
         arch = self.space.arch(repaired)
         predicted = self.problem.latency.predict(arch)
         detail = {"genotype": repaired.to_string(), "select": criterion, "skip_connect": repaired.count(
