@@ -104,6 +104,8 @@ def run_export(request: ExportRequest, on_step: Callable[[str], None] | None = N
         written[(name, precision)] = report.folder / entry["file"]
         report.add_artifact(entry)
     devices = request.devices or ((source.device,) if source.device else ())
+    if request.measure and request.measure not in devices:
+        devices = (*devices, request.measure)  # measured is compared with predicted
     predictions = []
     for device in devices:
         step(f"predict {device}")
