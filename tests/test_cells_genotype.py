@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwnas.blocks import BlockSpec
-from hwnas.cells import CELL_SPACES, CellArch, CellGenotype, Genotype, get_cell_space
+from hwnas.cells import CELL_SPACES, CellArch, CellGenotype, Genotype, get_cell_space, published_cell_archs
 from hwnas.cells.grow import grow_genotype, grow_indices
 from hwnas.errors import ConfigError
 
@@ -60,6 +60,8 @@ def test_darts_repr_is_read_without_eval():
     assert genotype.count("skip_connect") == 5
     arch = get_cell_space("darts").arch(genotype)
     assert CellArch.parse(arch.to_string()).genotype == genotype
+    published = dict(published_cell_archs(get_cell_space("darts")))
+    assert published["darts_v2"] == arch and published["darts_v1"].genotype.count("skip_connect") == 6
 
 
 @pytest.mark.parametrize("text, fragment", [

@@ -56,3 +56,31 @@ def get_cell_space(name: str, resolution: int | None = None, num_classes: int | 
 def is_cell_space(space: object) -> bool:
     """True for a `CellSpace` (strategies and the search CLI branch on it)."""
     return isinstance(space, CellSpace)
+
+
+# Published genotypes of the DARTS space, as the DARTS code base (quark0/darts, genotypes.py) writes them.
+PUBLISHED_GENOTYPES = {
+    "darts_v1": "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), "
+                "('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], "
+                "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), "
+                "('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)])",
+    "darts_v2": "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
+                "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], "
+                "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), "
+                "('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)])",
+}
+
+
+def published_cell_archs(space: CellSpace) -> list[tuple[str, object]]:
+    """The published genotypes that fit `space` (DARTS V1/V2 in `darts` and `dartopti`), as (name, CellArch) in
+    the space's network: what `hwnas lut validate` measures beside random networks of a cell space."""
+    from hwnas.cells.genotype import Genotype
+
+    if space.topology != "darts" or space.per_cell:
+        return []
+    archs = []
+    for name, text in PUBLISHED_GENOTYPES.items():
+        genotype = Genotype.parse(text)
+        if all(op in space.primitives for _, cell in genotype.cells for _, op, _ in cell.edges()):
+            archs.append((name, space.arch(genotype)))
+    return archs

@@ -23,15 +23,19 @@ class CellDiagnostics:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def record(self, epoch: int, genotype: Genotype, weights: Mapping[str, torch.Tensor],
-               criterion: str) -> dict[str, float]:
-        """Store epoch `epoch`'s diagnostics; returns the numeric part (for history.csv)."""
+    def record(self, epoch: int, genotype: Genotype, weights: Mapping[str, torch.Tensor], criterion: str,
+               by_criterion: Mapping[str, Genotype] | None = None) -> dict[str, float]:
+        """Store epoch `epoch`'s diagnostics: the selected genotype (by `criterion`) and, in `by_criterion`, what
+        each selection criterion picks from the same supernet. Returns the numeric part (for history.csv)."""
         numbers: dict[str, float] = {"skip_connect": float(genotype.count("skip_connect"))}
         if len(genotype.names) <= 3:
             numbers.update({f"skip_{name}": float(cell.count("skip_connect")) for name, cell in genotype.cells})
+        others = dict(by_criterion or {})
+        numbers.update({f"skip_connect_{name}": float(g.count("skip_connect")) for name, g in others.items()})
         numbers["arch_entropy"] = float(torch.stack([weight_entropy(w) for w in weights.values()]).mean())
         self.records = [r for r in self.records if r["epoch"] != epoch]
-        self.records.append({"epoch": epoch, **numbers, "select": criterion, "genotype": genotype.to_string()})
+        self.records.append({"epoch": epoch, **numbers, "select": criterion, "genotype": genotype.to_string(),
+                             **{f"genotype_{name}": g.to_string() for name, g in others.items()}})
         return numbers
 
     def state_dict(self) -> dict[str, Any]:
@@ -63,8 +67,11 @@ def plot_diagnostics(records: list[Mapping[str, Any]], path: Path, title: str = 
     epochs = [r["epoch"] for r in records]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
     top.plot(epochs, [r["skip_connect"] for r in records], marker="o", label="all cells")
-    for key in sorted({k for r in records for k in r if k.startswith("skip_") and k != "skip_connect"}):
+    for key in sorted({k for r in records for k in r if k.startswith("skip_") and k != "skip_connect"
+                       and not k.startswith("skip_connect_")}):
         top.plot(epochs, [r.get(key, float("nan")) for r in records], marker=".", label=key[5:])
+    for key in sorted({k for r in records for k in r if k.startswith("skip_connect_")}):
+        top.plot(epochs, [r.get(key, float("nan")) for r in records], linestyle="--", label=f"by {key[13:]}")
     top.set_ylabel("skip connections\nin derived cells")
     top.legend(fontsize=8)
     bottom.plot(epochs, [r["arch_entropy"] for r in records], marker="o", color="tab:red")

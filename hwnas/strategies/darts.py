@@ -195,9 +195,16 @@ class CellStrategy(BaseStrategy):
         return self.deployed_genotype(self.select(*self.selection_scores()))
 
     def status(self) -> dict[str, float]:
-        genotype = self.current_genotype()
+        """Per epoch: skip connections of the selected cells (and of both criteria, as OStr compares them on one
+        supernet), architecture-weight entropy, whether the early stop fired."""
+        weights = self.selection_weights()
+        both = {"magnitude": self.deployed_genotype(self.select(weights, "magnitude"))}
+        if self.strength.count:
+            both["ostr"] = self.deployed_genotype(self.select(self.strength.strength(), "ostr"))
+        criterion = "ostr" if (self.params.select == "ostr" and "ostr" in both) else "magnitude"
+        genotype = both[criterion]
         stop = self.stability.update(self.epoch, genotype.to_string()) if not self.warmup else False
-        row = self.diagnostics.record(self.epoch, genotype, self.selection_weights(), self.selection_scores()[1])
+        row = self.diagnostics.record(self.epoch, genotype, weights, criterion, both)
         return {**row, "early_stop": float(stop)}
 
     def write_plots(self, folder) -> None:

@@ -54,6 +54,9 @@ class DDartsStrategy(CellStrategy):
         if p.parsing not in PARSINGS or p.order != 1:
             raise ConfigError(f"strategy 'ddarts': parsing '{p.parsing}' (expected one of {', '.join(PARSINGS)}), "
                               f"order {p.order} (D-DARTS is first order)")
+        if self.space.topology != "darts" and self.search_space.layers != self.space.layers:
+            raise ConfigError(f"strategy 'ddarts': Algorithm 2 grows networks whose reduction cells sit at 1/3 and "
+                              f"2/3; space '{self.space.name}' has none, so search_layers must be {self.space.layers}")
         self.grown = grow_indices(self.search_space.layers, self.space.layers)
         if p.init_arch:
             self.encode(p.init_arch)
