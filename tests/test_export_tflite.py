@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas.arch import Arch
 from hwnas.errors import HwnasError
 from hwnas.export import get_exporter
 from hwnas.export.common import parity
@@ -90,3 +91,16 @@ def test_unknown_precision_is_refused(tmp_path):
     _, folded = network(get_published("mobilenetv2", 32, 10))
     with pytest.raises(HwnasError, match="tflite exports precision fp32, fp16, int8, not 'bf16'"):
         get_exporter("tflite").export(folded, torch.randn(1, 3, 32, 32), tmp_path / "m", precision="bf16")
+
+
+def test_channels_last_input_for_camera_pipelines(tmp_path):
+    exporter = get_exporter("tflite")
+    model, folded = network(Arch.parse("32:hswish:cn_k3_s2_c16,ir_k3_e3_c16_se0.25,ir_k5_s2_e4_c24,fc_c10"))
+    example = torch.randn(2, 3, 32, 32)
+    calibration = torch.randn(8, 3, 32, 32)
+    fp32 = exporter.export(folded, example, tmp_path / "m.fp32", channels_last=True)
+    int8 = exporter.export(folded, example, tmp_path / "m.int8", precision="int8", calibration=calibration,
+                           float_model=fp32)
+    assert exporter.describe(fp32)["input_shape"] == [1, 32, 32, 3]
+    assert exporter.describe(int8)["input_shape"] == [1, 32, 32, 3]
+    assert parity(exporter.check(fp32, model, example), model, example, "fp32").passed  # fed NCHW, laid out NHWC

@@ -47,6 +47,7 @@ def export(
     opset: int = typer.Option(None, "--opset", help="ONNX opset (default: hwnas' tested one)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="ONNX with a dynamic batch dimension."),
     simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Simplify the ONNX graph with onnxslim."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="TFLite taking NHWC input (TFLite's layout)."),
     deployment_target: str = typer.Option("iOS16", "--deployment-target", help="Core ML minimum deployment target."),
     seed: int = typer.Option(0, help="Seed of the random initialisation (untrained networks) and random images."),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every file, even those an earlier export can reuse."),
@@ -61,8 +62,8 @@ def export(
         precisions=_split(precision) or None, out=out, resolution=resolution, num_classes=classes,
         devices=_split(device), devices_file=devices_file, lut_dir=lut_dir, measure=measure, data=data,
         calibration_size=calibration_size, validation_size=validation_size, opset=opset or DEFAULT_OPSET,
-        dynamic_batch=dynamic_batch, simplify=simplify, deployment_target=deployment_target, seed=seed,
-        fresh=fresh)
+        dynamic_batch=dynamic_batch, simplify=simplify, channels_last=channels_last,
+        deployment_target=deployment_target, seed=seed, fresh=fresh)
     try:
         with progress_bar(quiet=as_json) as progress:
             task = progress.add_task("export", total=None)

@@ -49,6 +49,7 @@ class ExportRequest:
     parity_size: int = 4  # images each file must reproduce PyTorch on
     opset: int = DEFAULT_OPSET
     dynamic_batch: bool = False  # ONNX only
+    channels_last: bool = False  # TFLite takes NHWC input
     simplify: bool = True  # ONNX graph simplification with onnxslim
     deployment_target: str = "iOS16"  # Core ML minimum deployment target
     seed: int = 0  # random initialisation and random images
@@ -143,7 +144,8 @@ def _options(request: ExportRequest, name: str, precision: str, written: dict[tu
     if name == "onnx":
         return {"opset": request.opset, "dynamic_batch": request.dynamic_batch, "simplify": request.simplify}
     if name == "tflite":
-        return {"calibration": calibration, "float_model": written.get(("tflite", "fp32"))}
+        return {"calibration": calibration, "float_model": written.get(("tflite", "fp32")),
+                "channels_last": request.channels_last}
     if name == "coreml":
         return {"deployment_target_name": request.deployment_target}
     if name == "tensorrt":
@@ -215,6 +217,7 @@ def _header(request: ExportRequest, source: ExportSource, model: nn.Module, fold
     inputs = {"arch": arch.to_string(), "network": state_digest(folded), "seed": request.seed,
               "images": asdict(images), "calibration_size": request.calibration_size,
               "opset": request.opset, "dynamic_batch": request.dynamic_batch, "simplify": request.simplify,
+              "channels_last": request.channels_last,
               "deployment_target": request.deployment_target}
     versions = {"hwnas": __version__, "torch": torch.__version__}
     for module in exporters.values():

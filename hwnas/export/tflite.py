@@ -64,11 +64,13 @@ def versions() -> dict[str, str]:
 
 
 def export(model: nn.Module, example: torch.Tensor, path: str | Path, *, precision: str = "fp32",
-           calibration: torch.Tensor | None = None, float_model: str | Path | None = None) -> Path:
-    """Write `model` as a .tflite at the example's shape (batch 1).
+           calibration: torch.Tensor | None = None, float_model: str | Path | None = None,
+           channels_last: bool = False) -> Path:
+    """Write `model` as a .tflite at the example's shape (batch 1), taking NCHW input, or NHWC (TFLite's own
+    layout, what camera pipelines hand over) with `channels_last`.
 
     fp16 and int8 start from an fp32 flatbuffer: `float_model` when one was already written for this model
-    (saves the slow conversion), else a fresh one. int8 needs `calibration` images (N, C, H, W).
+    (saves the slow conversion; it fixes the layout), else a fresh one. int8 needs `calibration` images (NCHW).
     """
     _require()
     check_precision(NAME, precision, PRECISIONS)
@@ -77,21 +79,27 @@ def export(model: nn.Module, example: torch.Tensor, path: str | Path, *, precisi
                          "ranges on them)")
     path = output_path(path, SUFFIX)
     if precision == "fp32":
-        return _convert(model, example, path)
+        return _convert(model, example, path, channels_last)
     with tempfile.TemporaryDirectory() as folder:
-        source = Path(float_model) if float_model else _convert(model, example, Path(folder) / "fp32.tflite")
+        source = Path(float_model) if float_model else _convert(model, example, Path(folder) / "fp32.tflite",
+                                                                channels_last)
         return _quantize(source, path, precision, calibration)
 
 
-def _convert(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+def _convert(model: nn.Module, example: torch.Tensor, path: Path, channels_last: bool) -> Path:
     import litert_torch
 
     model = model.eval()
+    sample = example[:1]
     try:
         with quiet(_QUIET):
-            litert_torch.convert(model, (example[:1],)).export(str(path))
+            if channels_last:
+                wrapped = litert_torch.to_channel_last_io(model, args=[0]).eval()
+                litert_torch.convert(wrapped, (sample.permute(0, 2, 3, 1).contiguous(),)).export(str(path))
+            else:
+                litert_torch.convert(model, (sample,)).export(str(path))
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds; each becomes one line
-        raise locate_unsupported("TFLite (litert-torch)", model, example[:1], _convert_block, error) from None
+        raise locate_unsupported("TFLite (litert-torch)", model, sample, _convert_block, error) from None
     return path
 
 
@@ -113,7 +121,8 @@ def _quantize(source: Path, path: Path, precision: str, calibration: torch.Tenso
     else:
         quant = quantizer.Quantizer(str(source), recipe.static_wi8_ai8())
         signature, input_name = _signature(source)
-        samples = [{input_name: x.numpy().astype(np.float32)} for x in rows(calibration)]
+        shape = tuple(interpreter(source).get_input_details()[0]["shape"])
+        samples = [{input_name: _layout(x.numpy().astype(np.float32), shape)} for x in rows(calibration)]
         try:
             with quiet():
                 calibration_result = quant.calibrate({signature: samples})
@@ -144,16 +153,25 @@ def interpreter(path: str | Path, threads: int = 1):
 
 
 def run(path: str | Path, example: torch.Tensor, threads: int = 1) -> np.ndarray:
-    """Float outputs of the .tflite on the example batch, row by row; int8 I/O is (de)quantised here."""
+    """Float outputs of the .tflite on an NCHW example batch, row by row; an NHWC file gets its layout and int8
+    I/O is (de)quantised here."""
     _require()
     model = interpreter(path, threads)
     source, target = model.get_input_details()[0], model.get_output_details()[0]
     outputs = []
+    shape = tuple(source["shape"])
     for x in rows(example):
-        model.set_tensor(source["index"], _to_input(x.numpy(), source))
+        model.set_tensor(source["index"], _to_input(_layout(x.numpy(), shape), source))
         model.invoke()
         outputs.append(_from_output(model.get_tensor(target["index"]), target))
     return np.concatenate(outputs)
+
+
+def _layout(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An NCHW batch in the file's input layout (NHWC when it was exported channels-last)."""
+    if x.ndim == 4 and tuple(x.shape) != shape and shape == (x.shape[0], *x.shape[2:], x.shape[1]):
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x
 
 
 def _to_input(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
