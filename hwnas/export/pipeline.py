@@ -110,7 +110,8 @@ def run_export(request: ExportRequest, on_step: Callable[[str], None] | None = N
     predictions = []
     for device in devices:
         step(f"predict {device}")
-        predictions.append(predict_latency(source.arch, device, request.lut_dir))
+        lut = source.lut if device == source.device else None  # the table the run searched with
+        predictions.append(predict_latency(source.arch, device, request.lut_dir, lut))
     report.set_latency("predicted", predictions)
     if request.measure:
         step(f"measure {request.measure}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class ExportSource:
     data: str | None = None  # the run's dataset (config.yaml data.source), for calibration and validation
     data_options: dict[str, Any] = field(default_factory=dict)  # the run's split settings
     device: str | None = None  # the device the run searched for
+    lut: Path | None = None  # the LUT the run searched with (config.yaml `lut`), for predictions on its device
 
     @property
     def weights_sha256(self) -> str | None:
@@ -54,8 +55,7 @@ def resolve_source(run: str | Path | None = None, arch: str | None = None, resol
             raise ConfigError(f"{source.weights}: trained for {new.num_classes} classes; --classes {num_classes} "
                               "would discard its classifier")
         new = _with_classes(new, num_classes)
-    return ExportSource(new, source.name, source.kind, source.path, source.weights, source.data,
-                        source.data_options, source.device)
+    return replace(source, arch=new)
 
 
 def _with_classes(arch: Arch, num_classes: int) -> Arch:
@@ -81,7 +81,8 @@ def _from_run(run: Path) -> ExportSource:
     options = {k: data[k] for k in SPLIT_OPTIONS if k in data}
     weights = run / WEIGHTS_FILE
     return ExportSource(arch, run.resolve().name, "run", run, weights if weights.exists() else None,
-                        data.get("source"), options, extra.get("device") or config.get("device"))
+                        data.get("source"), options, extra.get("device") or config.get("device"),
+                        Path(config["lut"]) if config.get("lut") else None)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -120,11 +120,15 @@ def _parser_refusal(trt, parser) -> UnsupportedBlock:
 
 
 def _entropy_calibrator(trt, images: torch.Tensor, cache: Path):
-    """TensorRT's entropy calibrator fed one image at a time from GPU memory."""
+    """TensorRT's entropy calibrator fed one image at a time from GPU memory (implicit quantisation: deprecated
+    since TensorRT 10.1, so a TensorRT without it gets a refusal instead of an AttributeError)."""
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise HwnasError(f"TensorRT {trt.__version__} has no calibrator-based int8; export int8 with --to tflite "
+                         "or build with TensorRT 10")
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
-            super().__init__()
+            trt.IInt8EntropyCalibrator2.__init__(self)  # explicitly, as TensorRT's Python docs ask
             self.images = list(rows(images))
             self.index = 0
             self.current: torch.Tensor | None = None  # kept alive while TensorRT reads it
