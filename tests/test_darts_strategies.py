@@ -56,11 +56,11 @@ def test_strategy_searches_within_budget(lut, tmp_path, name):
     summary = result.summary
     assert summary["predicted_ms"] <= summary["budget_ms"] * (1 + 1e-9)
     arch = CellArch.load(tmp_path / "run" / "arch.json")
-    assert arch.space.name == "darts" and arch.space.layers == 14  # the deployed network, not the proxy
+    assert arch.space.name == "darts" and arch.space.layers == 20  # the deployed network, not the proxy
     assert (tmp_path / "run" / "cells.csv").exists() and (tmp_path / "run" / "cells.png").exists()
     assert {"skip_connect", "arch_entropy"} <= set(result.history[-1])
     if strategy == "ddarts":
-        assert arch.genotype.names == tuple(f"c{i}" for i in range(14))  # 5 searched cells grown (Algorithm 2)
+        assert arch.genotype.names == tuple(f"c{i}" for i in range(20))  # 5 searched cells grown (Algorithm 2)
     with torch.no_grad():
         assert arch.build().eval()(torch.randn(1, 3, RESOLUTION, RESOLUTION)).shape == (1, 10)
 

@@ -8,8 +8,8 @@ from hwnas.cells.space import CellSpace
 from hwnas.errors import ConfigError
 
 # DARTS (Liu et al., ICLR 2019), Sec. 3.1.1: 8 candidate operations on the 14 edges of a 4-node cell. The space's
-# network is what deploys (and what the LUT prices): 14 cells at C=16 (DARTS' mobile depth, D-DARTS' grown depth,
-# Sec. 4.2.1; DARTS searched with 8 cells and evaluated 20 cells at C=36). Strategies search a smaller proxy.
+# network is what deploys (and what the LUT prices): DARTS' CIFAR evaluation depth, 20 cells, at the search width
+# C=16 (DARTS searched 8 cells at C=16 and evaluated 20 at C=36). Strategies search a smaller proxy.
 DARTS_PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
                     "dil_conv_3x3", "dil_conv_5x5")
 
@@ -24,7 +24,7 @@ DARTOPTI_PRIMITIVES = ("conv_3x1_1x3", "conv_7x1_1x7", "max_pool_3x3", "avg_pool
 
 
 def darts() -> CellSpace:
-    return CellSpace("darts", DARTS_PRIMITIVES, "darts", nodes=4, layers=14, channels=16, resolution=32,
+    return CellSpace("darts", DARTS_PRIMITIVES, "darts", nodes=4, layers=20, channels=16, resolution=32,
                      description="DARTS (Liu et al. 2019): normal + reduction cell, 4 nodes, 14 edges x 8 ops")
 
 
@@ -34,7 +34,7 @@ def nb201() -> CellSpace:
 
 
 def dartopti() -> CellSpace:
-    return CellSpace("dartopti", DARTOPTI_PRIMITIVES, "darts", nodes=4, layers=14, channels=16, resolution=32,
+    return CellSpace("dartopti", DARTOPTI_PRIMITIVES, "darts", nodes=4, layers=20, channels=16, resolution=32,
                      description="DARTOpti S_o (thesis Sec. 4.1.4): the DARTS cell with 12 operations")
 
 
