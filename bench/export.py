@@ -84,10 +84,12 @@ def print_tables(results: list[dict[str, Any]]) -> None:
     for result in results:
         for a in result["artifacts"]:
             error = "skipped" if a["parity_skipped"] else f"{a['relative_error']:.1e}"
-            table.add_row(f"{result['network']}@{result['resolution']}", a["file"], f"{a['export_s']:.1f}",
+            table.add_row(f"{result['network']}@{result['resolution']}", a["file"].removeprefix("model."),
+                          f"{a['export_s']:.1f}",
                           f"{a['check_s']:.1f}", f"{a['bytes'] / 1e6:.2f}", error)
     console.print(table)
-    table = Table("network", "device", "timed", "measured ms", "predicted ms", "error %", title="latency")
+    table = Table("network", "device", "timed", "measured ms", "predicted ms", "error %",
+                  title="latency (ms per image; predicted = LUT block sum)")
     for result in results:
         for entry in result["latency"]:
             measured = entry.get("measured") or {}
@@ -96,7 +98,8 @@ def print_tables(results: list[dict[str, Any]]) -> None:
                 table.add_row(result["network"], entry["device"], problem[:60], "-", "-", "-")
                 continue
             error = 100 * (entry["predicted_ms"] - measured["median_ms"]) / measured["median_ms"]
-            table.add_row(result["network"], entry["device"], measured["timed"], f"{measured['median_ms']:.3f}",
+            table.add_row(result["network"], entry["device"], measured["timed"].removeprefix("model."),
+                          f"{measured['median_ms']:.3f}",
                           f"{entry['predicted_ms']:.3f}", f"{error:+.1f}")
     console.print(table)
 

@@ -143,6 +143,7 @@ def test_supernet_leftovers_in_the_weights_are_refused(trained_run, tmp_path):
     (("--arch", "32:relu:cn_k3_s2_c8,xx_c8,fc_c10"), "unknown block type 'xx'"),
     (("--arch", "mobilenetv2", "--to", "coreml", "--deployment-target", "iOS14", "-r", "32"),
      "'iOS14' is not one an ML program supports"),
+    (("--arch", "mobilenetv2", "--measure", "cpuu"), "unknown device 'cpuu'"),
 ])
 def test_user_mistakes_are_one_line(args, message, tmp_path):
     result, output = invoke(*args, "--out", tmp_path)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hwnas import __version__
+from hwnas.device import get_device
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.export import exporter_module, get_exporter
 from hwnas.export.common import PRECISIONS, CheckSkipped, UnsupportedBlock, parity
@@ -80,9 +81,11 @@ def run_export(request: ExportRequest, on_step: Callable[[str], None] | None = N
     source = resolve_source(request.run, request.arch, request.resolution, request.num_classes)
     jobs = plan_jobs(request.formats, request.precisions)
     exporters = {name: get_exporter(name) for name, _ in jobs}  # refuse before any work
-    trt_device = _tensorrt_device(request, source) if "tensorrt" in exporters else None
+    trt_device = _tensorrt_device(request) if "tensorrt" in exporters else None
     if "coreml" in exporters:
         exporters["coreml"].deployment_target(request.deployment_target)
+    if request.measure:
+        get_device(request.measure, request.devices_file)  # a misspelt device fails now, not after the export
     model, trained = build_model(source, request.seed)
     folded = fold_batchnorm(model)
     images = ImageSource(request.data or source.data, source.data_options if not request.data else {})
@@ -129,9 +132,8 @@ def _default_out(source: ExportSource) -> Path:
     return source.path / "export" if source.kind == "run" else Path("exports") / source.name
 
 
-def _tensorrt_device(request: ExportRequest, source: ExportSource):
+def _tensorrt_device(request: ExportRequest):
     """The first named device that runs TensorRT, else the shipped `gpu`; checked before any work."""
-    from hwnas.device import get_device
     from hwnas.export.tensorrt import check_device
 
     named = [get_device(d, request.devices_file) for d in request.devices]
