@@ -166,3 +166,27 @@ def test_strategy_parameters_are_checked(lut):
     with pytest.raises(ConfigError, match="Algorithm 2"):
         DDartsStrategy(SearchProblem(space, model, 5.0), {**PROXY, "search_layers": 4})
     assert replace(config(path, "darts", {}), epochs=1).strategy_params["search_channels"] == 2
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with the gloo backend is not available in this torch build")
+def test_two_process_search_keeps_strengths_and_stops_together(lut, tmp_path):
+    """2 gloo ranks: φ draws and α stay identical, the operation strength is averaged over ranks, so the OStr
+    early stop fires on both ranks at once (a rank stopping alone would hang the other)."""
+    import subprocess
+    import sys
+
+    path, _ = lut
+    launcher = tmp_path / "hwnas_main.py"
+    launcher.write_text("from hwnas.cli import main\nmain()\n")
+    out = tmp_path / "ddp"
+    proxy = [item for k, v in PROXY.items() for item in ("-p", f"{k}={v}")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(launcher),
+               "search", "--space", "darts", "--strategy", "sp-darts", "--select", "ostr", "-p", "early_stop=1",
+               *proxy, "--lut", str(path), "--out", str(out), "--resolution", str(RESOLUTION), "--limit", "64",
+               "--batch-size", "8", "--epochs", "3", "--threads", "1", "--latency-budget", "50%", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["world_size"] == 2 and summary["arch_params_identical_across_ranks"]
+    assert summary["predicted_ms"] <= summary["budget_ms"]

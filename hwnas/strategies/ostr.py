@@ -29,7 +29,9 @@ class OperationStrength:
         self.count = 0
 
     def add(self, grads: Mapping[str, torch.Tensor], probs: Mapping[str, torch.Tensor] | None = None) -> None:
-        """One minibatch's task-loss gradient w.r.t. α (and the weights p it was taken at, for OStr*)."""
+        """One minibatch's task-loss gradient w.r.t. α (and the weights p it was taken at, for OStr*). In a
+        data-parallel run the gradient is first averaged over ranks, so every rank holds the same strength."""
+        grads = _averaged_over_ranks(grads)
         for group, grad in grads.items():
             value = grad.detach().abs().to(torch.float64)
             if self.star:
@@ -50,6 +52,23 @@ class OperationStrength:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.sums = {g: t.clone() for g, t in state["sums"].items()}
         self.count = int(state["count"])
+
+
+def _averaged_over_ranks(grads: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return grads
+    names = list(grads)
+    flat = torch.cat([grads[n].detach().reshape(-1) for n in names])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    averaged, offset = {}, 0
+    for name in names:
+        size = grads[name].numel()
+        averaged[name] = flat[offset: offset + size].view_as(grads[name])
+        offset += size
+    return averaged
 
 
 class SelectionStability:
