@@ -35,7 +35,7 @@ class TrainConfig:
     """Training the derived network from scratch (`hwnas train runs/NAME`)."""
 
     epochs: int = 10  # epochs over the whole training split (weights + architecture images)
-    lr: float = 0.2  # SGD learning rate, cosine-annealed to zero
+    lr: float = 0.05  # SGD learning rate, cosine-annealed to zero (0.2 diverges on the deep 22-layer spaces)
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 4e-5  # L2 penalty on the weights
     label_smoothing: float = 0.0  # cross-entropy label smoothing
@@ -57,11 +57,13 @@ class SearchConfig:
     epochs: int = 4  # search epochs (warm-up included)
     warmup_epochs: int = 1  # first epochs train weights only, sampling paths uniformly, before architecture steps
     seed: int = 0  # seeds weights, path sampling and data order (the same on every rank)
-    weight_lr: float = 0.1  # SGD learning rate of the supernet weights, cosine-annealed over the epochs
+    weight_lr: float = 0.05  # SGD learning rate of the supernet weights, cosine-annealed over the epochs
     weight_momentum: float = 0.9  # SGD momentum of the supernet weights
     weight_decay: float = 4e-5  # L2 penalty on the supernet weights
     grad_clip: float = 5.0  # clip the weight gradient norm to this (0: no clipping)
-    threads: int = 0  # torch CPU threads per process; 0 leaves torch's default
+    torch_device: str = "auto"  # where the supernet trains: auto (cuda when available), cpu, cuda, cuda:N
+    threads: int = 1  # torch CPU threads per process (small 32 px convolutions gain little from more, and a
+    # shared machine makes extra threads wait on each other); 0 leaves torch's default (all cores)
     profile_missing: bool = True  # measure LUT blocks the space needs and the table lacks (local devices only)
     strategy_params: dict[str, Any] = field(default_factory=dict)  # strategy hyperparameters (see its Params)
     data: DataConfig = field(default_factory=DataConfig)  # dataset and splits

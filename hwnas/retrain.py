@@ -54,11 +54,15 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     settings = config.train
     epochs = settings.epochs if epochs is None else epochs
     start = time.perf_counter()
+    from hwnas.train import resolve_device
+
     records = train_network(model, splits["train"], epochs=epochs, batch_size=data.batch_size,
                             lr=settings.lr if lr is None else lr, momentum=settings.momentum,
                             weight_decay=settings.weight_decay, seed=config.seed,
-                            label_smoothing=settings.label_smoothing, on_epoch=on_epoch, on_step=on_step)
+                            label_smoothing=settings.label_smoothing, on_epoch=on_epoch, on_step=on_step,
+                            device=resolve_device(config.torch_device))
     test_acc = accuracy(model, splits["test"])
+    model.cpu()
     torch.save(model.state_dict(), folder.file(TRAINED))
     report: dict[str, Any] = {
         "run": str(folder.path), "arch": arch.to_string(), "device": config.device, "epochs": epochs,

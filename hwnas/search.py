@@ -16,7 +16,15 @@ from hwnas.config import SearchConfig, to_dict
 from hwnas.errors import HwnasError
 from hwnas.run import ARCH, SUMMARY, RunDir
 from hwnas.strategies.base import Derivation, SearchProblem, make_strategy
-from hwnas.train import EpochRecord, Ranks, SearchLoop, broadcast_state, init_ranks, make_weight_optimizer
+from hwnas.train import (
+    EpochRecord,
+    Ranks,
+    SearchLoop,
+    broadcast_state,
+    init_ranks,
+    make_weight_optimizer,
+    resolve_device,
+)
 
 
 class Reporter(Protocol):
@@ -147,6 +155,8 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         raise HwnasError(f"budget_floor {config.budget_floor}: expected a share in [0, 1)")
     problem = SearchProblem(space, model, budget_ms, config.seed, config.budget_floor)
     strategy = make_strategy(config.strategy, problem, config.strategy_params)
+    device = resolve_device(config.torch_device, ranks)
+    strategy.supernet.to(device)
     optimizer = make_weight_optimizer(strategy.weight_parameters(), config.weight_lr, config.weight_momentum,
                                       config.weight_decay)
     start_epoch, rows = 0, []
@@ -165,7 +175,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
 
     loop = SearchLoop(strategy, splits["train_weights"], splits["train_arch"], splits["val"], optimizer,
                       config.epochs, config.warmup_epochs, data.batch_size, config.weight_lr, config.seed,
-                      budget_ms, config.grad_clip, ranks,
+                      budget_ms, config.grad_clip, ranks, device,
                       on_step=lambda e, s, n, m: reporter.step(e, s, n, m))
 
     def finish_epoch(record: EpochRecord) -> None:

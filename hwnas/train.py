@@ -47,6 +47,30 @@ class Ranks:
             dist.barrier()
 
 
+def resolve_device(name: str, ranks: Ranks | None = None) -> torch.device:
+    """`auto` -> this rank's GPU when CUDA is available, else the CPU; otherwise the torch device named."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise HwnasError(f"torch_device '{name}': expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HwnasError(f"torch_device '{name}': this torch has no CUDA device; use cpu or auto")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def _reduce_device() -> torch.device:
+    """Where collectives run: NCCL reduces CUDA tensors only, gloo CPU tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def init_ranks(backend: str | None = None) -> Ranks:
     """Join the process group torchrun set up (WORLD_SIZE > 1), gloo on CPU and nccl on CUDA."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -65,7 +89,8 @@ def average_gradients(params: Iterable[torch.Tensor], ranks: Ranks) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    device = _reduce_device()
+    flat = torch.cat([g.reshape(-1).to(device) for g in grads])
     dist.all_reduce(flat)
     flat /= ranks.world
     offset = 0
@@ -77,25 +102,31 @@ def average_gradients(params: Iterable[torch.Tensor], ranks: Ranks) -> None:
 def broadcast_state(module: nn.Module, ranks: Ranks) -> None:
     """Rank 0's parameters and buffers to every rank (start of run; BatchNorm statistics each epoch)."""
     if ranks.enabled:
+        device = _reduce_device()
         for tensor in [*module.parameters(), *module.buffers()]:
-            dist.broadcast(tensor.data, 0)
+            staged = tensor.data.to(device)
+            dist.broadcast(staged, 0)
+            tensor.data.copy_(staged)
 
 
 def check_arch_identical(strategy: Strategy, ranks: Ranks) -> bool:
     """True when every rank holds bit-identical architecture parameters."""
     if not ranks.enabled:
         return True
-    local = torch.cat([p.detach().reshape(-1).double() for p in strategy.arch_parameters()] or [torch.zeros(1)])
+    device = _reduce_device()
+    local = torch.cat([p.detach().reshape(-1).double().to(device) for p in strategy.arch_parameters()]
+                      or [torch.zeros(1, device=device)])
     gathered = [torch.empty_like(local) for _ in range(ranks.world)]
     dist.all_gather(gathered, local)
     return all(torch.equal(gathered[0], other) for other in gathered[1:])
 
 
 def _sum_over_ranks(values: Sequence[float], ranks: Ranks) -> list[float]:
-    tensor = torch.tensor(list(values), dtype=torch.float64)
-    if ranks.enabled:
-        dist.all_reduce(tensor)
-    return tensor.tolist()
+    if not ranks.enabled:
+        return list(values)
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=_reduce_device())
+    dist.all_reduce(tensor)
+    return tensor.cpu().tolist()
 
 
 def cosine_lr(base: float, position: float) -> float:
@@ -141,6 +172,7 @@ class SearchLoop:
     budget_ms: float
     grad_clip: float = 5.0
     ranks: Ranks = field(default_factory=Ranks)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the supernet lives
     on_step: Callable[[int, int, int, dict[str, float]], None] | None = None  # (epoch, step, steps, metrics)
 
     def steps_per_epoch(self) -> int:
@@ -166,6 +198,7 @@ class SearchLoop:
         totals = {"weight_loss": 0.0, "arch_loss": 0.0, "correct": 0.0, "seen": 0.0, "arch_steps": 0.0}
         lr = self.base_lr
         for step, (x, y) in enumerate(weight_batches):
+            x, y = x.to(self.device), y.to(self.device)
             lr = cosine_lr(self.base_lr, (epoch + step / steps) / self.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -187,7 +220,7 @@ class SearchLoop:
             metrics = {"loss": float(out.loss.detach()), **out.metrics}
             due = (step + 1) * len(arch_batches) // steps - step * len(arch_batches) // steps
             for index in range(step * len(arch_batches) // steps, step * len(arch_batches) // steps + due):
-                xa, ya = arch_batches[index]
+                xa, ya = (t.to(self.device) for t in arch_batches[index])
                 for p in strategy.arch_parameters():
                     p.grad = None
                 arch_metrics = strategy.arch_backward(xa, ya, StepContext((x, y), self.optimizer, lr, epoch, step))
@@ -218,6 +251,7 @@ class SearchLoop:
         correct = seen = 0.0
         for x, y in self.val.batches(256, shuffle=False, rank=self.ranks.rank, world=self.ranks.world,
                                      augment=False, drop_last=False):
+            x, y = x.to(self.device), y.to(self.device)
             correct += float((self.strategy.eval_logits(x).argmax(1) == y).sum())
             seen += len(y)
         correct, seen = _sum_over_ranks([correct, seen], self.ranks)
@@ -242,8 +276,11 @@ class TrainRecord:
 def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_size: int, lr: float,
                   momentum: float, weight_decay: float, seed: int, label_smoothing: float = 0.0,
                   on_epoch: Callable[[TrainRecord], None] | None = None,
-                  on_step: Callable[[int, int, int], None] | None = None) -> list[TrainRecord]:
-    """Plain supervised training (SGD, cosine schedule) of a discrete network."""
+                  on_step: Callable[[int, int, int], None] | None = None,
+                  device: torch.device | None = None) -> list[TrainRecord]:
+    """Plain supervised training (SGD, cosine schedule) of a discrete network, on `device` (default: CPU)."""
+    device = device or torch.device("cpu")
+    model.to(device)
     optimizer = make_weight_optimizer(model.parameters(), lr, momentum, weight_decay)
     records = []
     for epoch in range(epochs):
@@ -253,6 +290,7 @@ def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_s
         total = correct = seen = 0.0
         current = lr
         for step, (x, y) in enumerate(batches):
+            x, y = x.to(device), y.to(device)
             current = cosine_lr(lr, (epoch + step / len(batches)) / epochs)
             for group in optimizer.param_groups:
                 group["lr"] = current
@@ -277,8 +315,9 @@ def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_s
 @torch.no_grad()
 def accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> float:
     model.eval()
+    device = next(model.parameters()).device
     correct = seen = 0
     for x, y in data.batches(batch_size, shuffle=False, augment=False, drop_last=False):
-        correct += int((model(x).argmax(1) == y).sum())
+        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
         seen += len(y)
     return correct / max(seen, 1)

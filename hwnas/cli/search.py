@@ -32,8 +32,11 @@ def search(
     batch_size: int = typer.Option(None, "--batch-size", help="Images per step and process [default: 32]."),
     limit: int = typer.Option(None, "--limit", help="Keep at most N images per data split (quick checks) "
                               "[default: all]."),
-    weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.1]."),
-    threads: int = typer.Option(None, "--threads", help="torch CPU threads per process (0: torch's default)."),
+    weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.05]."),
+    torch_device: str = typer.Option(None, "--torch-device", help="Where the supernet trains: auto, cpu, cuda, "
+                                     "cuda:N [default: auto]."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads per process (0: torch's default) "
+                                "[default: 1]."),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy hyperparameter KEY=VALUE (repeatable), "
                                     "e.g. -p hard=true."),
     select: str = typer.Option(None, "--select", help="Cell strategies: derive by 'magnitude' (largest weight) "
@@ -64,6 +67,7 @@ def search(
                                limit=limit)
         config = override(config, device=device, space=space, strategy=strategy, budget=latency_budget, seed=seed,
                           epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
+                          torch_device=torch_device,
                           lut=str(lut) if lut else None, devices_file=str(devices_file) if devices_file else None,
                           profile_missing=profile_missing, strategy_params=params, data=data_config)
     elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit,

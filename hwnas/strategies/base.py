@@ -28,6 +28,9 @@ Any space kind works with the trainer and CLI when it has `name`, `resolution`, 
 BlockSpecs its LUT must hold) and, unless it is a chain (`hwnas.spaces.Space`) or dense space, a
 `latency_range_ms(model) -> (fastest, slowest)`; its `kind` attribute names it for `space_kinds`.
 
+Optional hooks the trainer and run directory call when a strategy defines them: `should_stop() -> bool` after
+each epoch (early stop), `write_plots(folder)` at the end (the strategy's own diagnostics).
+
 Register a strategy by adding `"name": "module.path:ClassName"` to STRATEGIES (resolved on use).
 """
 

@@ -35,7 +35,7 @@ class MixedLayer(nn.Module):
         index = list(range(len(self.candidates))) if active is None else list(active)
         outputs = [self.candidates[k](x) for k in index]
         chosen = weights if active is None else weights[..., index]
-        return kernels.mixed_sum(outputs, chosen)
+        return kernels.mixed_sum(outputs, chosen.to(x.device))
 
 
 def maskable(specs: Sequence[BlockSpec]) -> bool:
@@ -105,6 +105,7 @@ class MaskedInvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None) -> torch.Tensor:
         if weights.dim() != 1:
             raise ValueError("the masked layer mixes one weight vector per batch, not per sample")
+        weights = weights.to(x.device)
         if active is not None:  # paths left out carry no weight here
             keep = torch.zeros_like(weights)
             keep[list(active)] = 1.0
