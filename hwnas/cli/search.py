@@ -73,9 +73,14 @@ def search(
     elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit,
                                      select)) or param:
         raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs may change")
-    with progress_bar(quiet=as_json) as progress:
-        display = SearchDisplay(progress, console, quiet=as_json)
+    import os
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    with progress_bar(quiet=as_json or not main_rank) as progress:
+        display = SearchDisplay(progress, console, quiet=as_json or not main_rank)
         result = run_search(config, out, resume=resume, epochs=epochs if resume else None, reporter=display)
+    if not main_rank:
+        return
     if as_json:
         print_json(result.summary)
         return
