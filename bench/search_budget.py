@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lut", type=Path, default=None, help="LUT CSV (default luts/DEVICE.csv; quick: a temp)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--torch-device", default="auto", help="where supernets train (auto: CUDA if any)")
+    parser.add_argument("--fbnet-soft", action="store_true", help="FBNet with the paper's soft masks over all paths "
+                        "(about K=9 times slower on a CPU) instead of straight-through one-path samples")
     parser.add_argument("--out", type=Path, default=Path("bench/results/search_budget.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -42,12 +45,15 @@ def main() -> None:
     spaces = {s: bench_space(s, args.quick, args.resolution) for s in args.strategies}
     measured_model(lut, list(spaces.values()), args.device, args.quick)
     base = SearchConfig(device=args.device, lut=str(lut), epochs=epochs, warmup_epochs=1, threads=args.threads,
+                        torch_device=args.torch_device,
                         data=DataConfig(resolution=args.resolution, limit=320 if args.quick else 0))
     rows = []
     for strategy in args.strategies:
         for share in args.shares:
             start = time.perf_counter()
-            config = replace(base, strategy=strategy, space=spaces[strategy].name, budget=f"{share * 100:g}%")
+            params = {"hard": True} if strategy == "fbnet" and not args.fbnet_soft else {}
+            config = replace(base, strategy=strategy, space=spaces[strategy].name, budget=f"{share * 100:g}%",
+                             strategy_params=params)
             result = run_search(config, workdir / f"{strategy}-{share}", space=spaces[strategy])
             derived = result.derivation
             budget = result.config.budget_ms

@@ -2,7 +2,8 @@
 networks of the same space meeting the same budget (predicted latency within [floor · budget, budget]), all
 trained from scratch with the same schedule and scored on the held-out test split.
 
-    python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each (long)
+    python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each: 44 trainings of
+                                                  # 10 epochs, hours on a CPU (faster with CUDA: --torch-device)
     python bench/search_quality.py --quick        # tiny spaces, a subset of digits, 3 random networks (~2 min)
 """
 
@@ -27,7 +28,7 @@ from hwnas.dense_space import DenseSpace
 from hwnas.latency import chain_cost
 from hwnas.projection import project_chain
 from hwnas.search import run_search
-from hwnas.train import accuracy, train_network
+from hwnas.train import accuracy, resolve_device, train_network
 
 STRATEGIES = ("fbnet", "proxyless", "hardcore", "densenas")
 
@@ -51,7 +52,8 @@ def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: Sear
     torch.manual_seed(config.seed)
     model = arch.build()
     train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
-                  momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=config.seed)
+                  momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=config.seed,
+                  device=resolve_device(config.torch_device))
     return accuracy(model, splits["test"])
 
 
@@ -62,30 +64,35 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.5, help="budget as a share of the latency range")
     parser.add_argument("--random", type=int, default=None, help="random networks per strategy (default 10)")
     parser.add_argument("--search-epochs", type=int, default=None, help="default 8 (quick 3)")
-    parser.add_argument("--train-epochs", type=int, default=None, help="default 15 (quick 4)")
+    parser.add_argument("--train-epochs", type=int, default=None, help="default 10 (quick 4)")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lut", type=Path, default=None, help="LUT CSV (default luts/cpu.csv; quick: a temp)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--torch-device", default="auto", help="where supernets and networks train (auto: CUDA if any)")
+    parser.add_argument("--fbnet-soft", action="store_true", help="FBNet with the paper's soft masks over all paths "
+                        "(about K=9 times slower on a CPU) instead of straight-through one-path samples")
     parser.add_argument("--out", type=Path, default=Path("bench/results/search_quality.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     count = args.random or (3 if args.quick else 10)
     search_epochs = args.search_epochs or (3 if args.quick else 8)
-    train_epochs = args.train_epochs or (4 if args.quick else 15)
+    train_epochs = args.train_epochs or (4 if args.quick else 10)
     workdir = Path(tempfile.mkdtemp(prefix="hwnas-bench-"))
     lut = args.lut or (workdir / "cpu.csv" if args.quick else Path("luts/cpu.csv"))
     spaces = {s: bench_space(s, args.quick, args.resolution) for s in args.strategies}
     model = measured_model(lut, list(spaces.values()), "cpu", args.quick)
     data = DataConfig(resolution=args.resolution, limit=320 if args.quick else 0)
     base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=1, threads=args.threads, seed=args.seed,
-                        budget=f"{args.share * 100:g}%", data=data)
+                        budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
     splits = load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit)
     rows = []
     for strategy in args.strategies:
         space = spaces[strategy]
         start = time.perf_counter()
-        result = run_search(replace(base, strategy=strategy, space=space.name), workdir / strategy, space=space)
+        params = {"hard": True} if strategy == "fbnet" and not args.fbnet_soft else {}
+        result = run_search(replace(base, strategy=strategy, space=space.name, strategy_params=params),
+                            workdir / strategy, space=space)
         budget, floor = result.config.budget_ms, result.config.budget_floor
         searched = train_and_test(result.derivation.arch, splits, train_epochs, base)
         rng = random.Random(args.seed)
