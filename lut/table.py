@@ -32,6 +32,7 @@ class LatencyTable:
         self.path = path
         self.frame = frame
         self.meta = meta
+        self.writer_meta = meta  # the setup new rows are measured on; differs from `meta` only when forced
         self._p50 = dict(zip(frame["key"], frame["p50_ms"].astype(float)))  # later rows win
         self._fingerprint = dict(zip(frame["key"], frame["fingerprint"]))
 
@@ -62,6 +63,7 @@ class LatencyTable:
                 f"{path} was measured on a different setup ({_describe(table.meta.get('fingerprint', {}))}) "
                 f"than this one ({_describe(meta.get('fingerprint', {}))}); use another --lut or --force")
         table._truncate_partial_line()
+        table.writer_meta = {**table.meta, **meta}
         return table
 
     @staticmethod
@@ -101,15 +103,15 @@ class LatencyTable:
     # -- writing ------------------------------------------------------------------------------------------
     def append(self, spec: BlockSpec, timing: Timing, *, method: str = "isolated", note: str = "") -> None:
         """Write one measured row to disk now (flushed and synced), and to the in-memory view."""
-        fingerprint = self.meta["fingerprint"]
+        fingerprint = self.writer_meta["fingerprint"]
         timing = timing.per_image(int(fingerprint.get("batch", 1)))
         row = {**spec.to_row(),
                "p10_ms": timing.p10, "p50_ms": timing.median, "p90_ms": timing.p90, "mean_ms": timing.mean,
                "std_ms": timing.std, "n": timing.n, "rel_ci": timing.rel_ci,
-               "device": self.meta.get("device", ""), "runtime": fingerprint.get("runtime", ""),
+               "device": self.writer_meta.get("device", ""), "runtime": fingerprint.get("runtime", ""),
                "runtime_version": fingerprint.get("runtime_version", ""),
                "precision": fingerprint.get("precision", ""), "batch": fingerprint.get("batch", 1),
-               "threads": fingerprint.get("threads", ""), "fingerprint": self.meta["fingerprint_id"],
+               "threads": fingerprint.get("threads", ""), "fingerprint": self.writer_meta["fingerprint_id"],
                "host": platform.node(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
                "method": method, "note": note}
         with self.path.open("a", newline="") as handle:

@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
-import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hwnas.device import Device
+from hwnas.profilers.runners import cpu_model, measure_samples, median_relative_ci, resolved_threads, timing_dict
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["Artifact", "MeasureSettings", "Profiler", "Timing", "cpu_model", "file_digest", "fingerprint_id",
+           "measure_calls", "median_relative_ci", "resolved_threads"]
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,7 @@ class Timing:
 
     @classmethod
     def from_samples(cls, samples_ms: Sequence[float]) -> Timing:
-        values = np.sort(np.asarray(samples_ms, dtype=float))
-        return cls(
-            median=float(np.median(values)),
-            p10=float(np.percentile(values, 10)),
-            p90=float(np.percentile(values, 90)),
-            mean=float(values.mean()),
-            std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            n=len(values),
-            rel_ci=median_relative_ci(values),
-        )
+        return cls(**timing_dict(samples_ms))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,18 +57,6 @@ class Timing:
             return self
         return Timing(self.median / batch, self.p10 / batch, self.p90 / batch, self.mean / batch,
                       self.std / batch, self.n, self.rel_ci)
-
-
-def median_relative_ci(sorted_values: np.ndarray, z: float = 1.96) -> float:
-    """Distribution-free 95% CI of the median from order statistics, as half-width / median."""
-    n = len(sorted_values)
-    if n < 5:
-        return float("inf")
-    half = z * math.sqrt(n) / 2
-    low = max(0, int(math.floor(n / 2 - half)))
-    high = min(n - 1, int(math.ceil(n / 2 + half)))
-    median = float(np.median(sorted_values))
-    return float(sorted_values[high] - sorted_values[low]) / 2 / median if median > 0 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -97,27 +76,14 @@ class MeasureSettings:
 
 def measure_calls(run: Callable[[], object], settings: MeasureSettings,
                   clock: Callable[[], float] = time.perf_counter) -> Timing:
-    """Time `run()` per call under the adaptive stopping rule; returns milliseconds."""
-    warm_end = clock() + settings.warmup_s
-    for _ in range(settings.warmup):
-        run()
-    while clock() < warm_end:
-        run()
-    samples: list[float] = []
-    deadline = clock() + settings.budget_s
-    while True:
+    """Time `run()` per call under the adaptive stopping rule (the one the device agent uses); milliseconds."""
+
+    def call_ms() -> float:
         start = clock()
         run()
-        end = clock()
-        samples.append((end - start) * 1e3)
-        n = len(samples)
-        if n < settings.min_repeats:
-            continue
-        if n >= settings.max_repeats or end > deadline:
-            break
-        if n % 10 == 0 and median_relative_ci(np.sort(samples)) <= settings.target_ci:
-            break
-    return Timing.from_samples(samples)
+        return (clock() - start) * 1e3
+
+    return Timing.from_samples(measure_samples(call_ms, settings.to_dict(), clock))
 
 
 @dataclass(frozen=True)
@@ -144,29 +110,6 @@ def file_digest(path: Path) -> str:
         sha.update(str(file.relative_to(path)).encode() if path.is_dir() else b"")
         sha.update(file.read_bytes())
     return sha.hexdigest()
-
-
-def cpu_model() -> str:
-    """The processor's marketing name, as precise as the platform tells."""
-    if platform.system() == "Linux":
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-    if platform.system() == "Darwin" and shutil.which("sysctl"):
-        result = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
-        if result.returncode == 0 and result.stdout.strip():
-            return result.stdout.strip()
-    return platform.processor() or platform.machine()
-
-
-def resolved_threads(threads: int) -> int:
-    """0 means every core this process may use."""
-    if threads:
-        return threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def fingerprint_id(fingerprint: dict[str, Any]) -> str:

@@ -60,10 +60,13 @@ def test_another_setups_table_is_refused_unless_forced(tmp_path):
     LatencyTable.open(path, _meta("aaa")).append(_spec(), Timing.from_samples([1.0, 1.0]))
     with pytest.raises(HwnasError, match="different setup.*--force"):
         LatencyTable.open(path, _meta("bbb"))
-    forced = LatencyTable.open(path, _meta("bbb"), force=True)
-    forced.meta["fingerprint_id"] = "bbb"
+    forced = LatencyTable.open(path, {**_meta("bbb"), "fingerprint": {**FINGERPRINT, "runtime_version": "2"}},
+                               force=True)
     forced.append(_spec(24), Timing.from_samples([1.0, 1.0]))
     mixed = LatencyTable.load(path)
+    rows = mixed.frame.set_index("key")
+    assert rows.loc[_spec(24).key, "fingerprint"] == "bbb" and str(rows.loc[_spec(24).key, "runtime_version"]) == "2"
+    assert rows.loc[_spec().key, "fingerprint"] == "aaa" and mixed.meta["fingerprint_id"] == "aaa"
     with pytest.raises(HwnasError, match="another setup"):
         mixed.latencies([_spec().key, _spec(24).key])
     assert len(mixed.latencies([_spec().key, _spec(24).key], force=True)) == 2
