@@ -134,5 +134,6 @@ def test_low_argmax_is_filled_to_the_floor(folder, strategy):
                 logits.copy_(-5 * times / times.max())
     derived = chosen.derive()
     assert derived.predicted_ms <= problem.budget_ms
-    if derived.argmax_ms < 0.9 * problem.budget_ms:
-        assert "fill" in derived.method and derived.predicted_ms > derived.argmax_ms
+    if derived.argmax_ms < 0.9 * problem.budget_ms:  # filled, or (DenseNAS) moved to another route
+        assert derived.repaired and derived.predicted_ms > derived.argmax_ms
+        assert "fill" in derived.method or derived.method.startswith("route")

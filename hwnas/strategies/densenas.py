@@ -209,7 +209,7 @@ class DenseNASStrategy(BaseStrategy):
                 choice, _, how = max(in_band, key=lambda r: r[1])
             else:
                 choice, _, how = max(found, key=lambda r: predict(self.space.arch(r[0])))
-            method = "route+" + how
+            method = "route" if how == "argmax" else "route+" + how
         arch = self.space.arch(choice)
         return Derivation(arch, predict(arch), argmax_ms, budget, method,
                           {"path": list(choice.path), "edge_ops": list(choice.edge_ops),
