@@ -207,6 +207,39 @@ class DenseSpace:
         layers.append(self.classifier_layer)
         return Arch(tuple(layers), self.resolution, self.act)
 
+    def choices_of(self, arch: Arch) -> DenseChoice:
+        """Inverse of `arch`: the path and ops of an architecture of this space, or a ConfigError."""
+        specs = arch.with_resolution(self.resolution).specs()
+        stem = len(self.stem_specs)
+        if list(specs[:stem]) != list(self.stem_specs) or specs[-1] != self.classifier_spec():
+            raise ConfigError(f"architecture does not have the stem and classifier of space '{self.name}'")
+        final = self.num_nodes - 1
+
+        def walk(node: int, index: int) -> DenseChoice | None:
+            for edge in self.out_edges(node):
+                if index >= len(specs) or specs[index] not in edge.candidates:
+                    continue
+                op = edge.candidates.index(specs[index])
+                if edge.dst == final:
+                    if index + 2 == len(specs):
+                        return DenseChoice((node, final), (op,), ())
+                    continue
+                count = self.blocks[edge.dst - 1].layers
+                layer = specs[index + 1: index + 1 + count]
+                options = self.layer_specs[edge.dst - 1]
+                if len(layer) < count or any(s not in options for s in layer):
+                    continue
+                rest = walk(edge.dst, index + 1 + count)
+                if rest is not None:
+                    return DenseChoice((node, *rest.path), (op, *rest.edge_ops),
+                                       (tuple(options.index(s) for s in layer), *rest.layer_ops))
+            return None
+
+        choice = walk(0, stem)
+        if choice is None:
+            raise ConfigError(f"architecture is not a routing path of space '{self.name}'")
+        return choice
+
     def sample_choice(self, rng: random.Random) -> DenseChoice:
         """A random architecture: uniform next block at every node, uniform ops."""
         path, node = [0], 0

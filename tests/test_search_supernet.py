@@ -119,3 +119,18 @@ def test_projection_meets_the_budget(sizes, seed, share):
         assert score <= optimum + 1e-9
         if method == "lp":  # LP rounding gives up at most one layer's score range against the optimum
             assert score >= optimum - max(float(s.max() - s.min()) for s in scores) - 1e-9
+
+
+def test_dense_space_round_trip_and_supernet_paths():
+    import random
+
+    from hwnas.supernet.dense import DenseSupernet
+    from tests.search_helpers import tiny_dense
+
+    space = tiny_dense()
+    net = DenseSupernet(space).eval()
+    for seed in range(20):
+        choice = space.sample_choice(random.Random(seed))
+        arch = space.arch(choice)
+        assert space.choices_of(arch) == choice
+        assert net.forward_choice(torch.randn(1, 3, 16, 16), choice).shape == (1, 10)
