@@ -6,6 +6,7 @@ carries its parsing rules and its builder, so parse, build and the LUT key never
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -46,6 +47,8 @@ class BlockType:
 
 
 BLOCK_TYPES: dict[str, BlockType] = {}
+# Modules of hwnas that register more block types, imported on the first lookup of a kind not yet known.
+EXTENSION_MODULES = ("hwnas.cells.blocks",)
 
 
 def register_block_type(block_type: BlockType) -> BlockType:
@@ -90,7 +93,7 @@ class Op:
 def parse_block_string(text: str, default_act: str = "relu") -> tuple[Op, dict[str, int]]:
     """Parse `ir_r2_k3_s2_e6_c24` into its Op and the layer fields present (repeats, stride, channels)."""
     kind, *parts = text.strip().split("_")
-    block_type = BLOCK_TYPES.get(kind)
+    block_type = BLOCK_TYPES.get(kind) or _load_extensions(kind)
     if block_type is None:
         raise BlockStringError(f"'{text}': unknown block type '{kind}' (known: {', '.join(sorted(BLOCK_TYPES))})")
     values: dict[str, Any] = {}
@@ -122,6 +125,12 @@ def parse_block_string(text: str, default_act: str = "relu") -> tuple[Op, dict[s
     if missing:
         raise BlockStringError(f"'{text}': block type '{kind}' needs {', '.join(sorted(missing))}")
     return Op(kind=kind, act=act, **values), row
+
+
+def _load_extensions(kind: str) -> BlockType | None:
+    for module in EXTENSION_MODULES:
+        importlib.import_module(module)
+    return BLOCK_TYPES.get(kind)
 
 
 def format_block_string(op: Op, repeats: int = 1, stride: int = 1, channels: int | None = None,

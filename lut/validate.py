@@ -162,14 +162,19 @@ def validate_device(device, space, lut_path: Path, samples: int, seed: int = 0, 
         networks = sample_archs(space, samples, seed, exclude=calibrated_on)
         kinds = ["random"] * len(networks)
         if published:
-            extra = published_networks(space.resolution, space.num_classes)
+            extra = published_networks(space)
             networks, kinds = networks + extra, kinds + ["published"] * len(extra)
         timings = measure_networks(networks, profiler, table, on_network=on_network, on_block=on_block)
         return compare(networks, kinds, timings, LatencyModel(table, force=force))
 
 
-def published_networks(resolution: int, num_classes: int) -> list[tuple[str, Arch]]:
-    """The published reference networks at this resolution and class count."""
+def published_networks(space) -> list[tuple[str, Arch]]:
+    """The published reference networks at the space's resolution and class count (cell genotypes for cell
+    spaces, the published chain networks otherwise)."""
+    if getattr(space, "kind", "") == "cell":
+        from hwnas.cells.catalog import published_cell_archs
+
+        return published_cell_archs(space)
     from hwnas.published import PUBLISHED, get_published
 
-    return [(name, get_published(name, resolution, num_classes)) for name in PUBLISHED]
+    return [(name, get_published(name, space.resolution, space.num_classes)) for name in PUBLISHED]

@@ -92,7 +92,7 @@ def load_arch(text: str, resolution: int | None = None, classes: int | None = No
     from hwnas.arch import Arch
 
     path = Path(text)
-    if re.match(r"^\d+:", text):
+    if re.match(r"^(\d+|cells):", text):
         arch = Arch.parse(text)
     elif path.is_dir():
         if not (path / "arch.json").exists():
