@@ -12,12 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwnas.blocks import BlockSpec
+from hwnas.device import Device
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers import get_profiler
 from hwnas.profilers.base import MeasureSettings, Profiler, fingerprint_id
-
-from hwnas.blocks import BlockSpec
-from hwnas.device import Device
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
+
 from hwnas.lut.model import Calibration, LatencyModel
 from hwnas.lut.table import LatencyTable
 

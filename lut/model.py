@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from hwnas.lut.table import LatencyTable
 
 from hwnas.arch import Arch
 from hwnas.errors import MissingLatencyError
+from hwnas.lut.table import LatencyTable
 from hwnas.spaces import Space
 
 

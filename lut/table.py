@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hwnas.lut.schema import COLUMNS, REQUIRED, SCHEMA_VERSION, STAT_COLUMNS, UNIT
-from hwnas.profilers.base import Timing
 
 from hwnas.blocks import BlockSpec
 from hwnas.errors import ConfigError, HwnasError, MissingLatencyError
+from hwnas.lut.schema import COLUMNS, REQUIRED, SCHEMA_VERSION, STAT_COLUMNS, UNIT
+from hwnas.profilers.base import Timing
 
 
 def meta_path(csv_path: Path) -> Path:

@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
+
+from hwnas.arch import Arch
 from hwnas.lut.build import profile_specs
 from hwnas.lut.model import LatencyModel
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import MeasureSettings, Profiler, Timing
-from scipy import stats
-
-from hwnas.arch import Arch
 
 NETWORK_SETTINGS = MeasureSettings(warmup=5, min_repeats=15, max_repeats=300, target_ci=0.01, budget_s=4.0)
 

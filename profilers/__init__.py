@@ -8,10 +8,9 @@ import importlib
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing
-
 from hwnas.device import Device
 from hwnas.errors import ConfigError, RuntimeUnavailable
+from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing
 
 PROFILERS: dict[str, str] = {
     "onnxruntime": "hwnas.profilers.onnxruntime:OnnxRuntimeProfiler",

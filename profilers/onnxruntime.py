@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from hwnas.errors import ConfigError
+from hwnas.onnx_io import INPUT_NAME, export_onnx
 from hwnas.profilers.base import (
     Artifact,
     MeasureSettings,
@@ -17,10 +21,6 @@ from hwnas.profilers.base import (
     measure_calls,
     resolved_threads,
 )
-from torch import nn
-
-from hwnas.errors import ConfigError
-from hwnas.onnx_io import INPUT_NAME, export_onnx
 
 
 class OnnxRuntimeProfiler(Profiler):

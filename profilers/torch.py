@@ -6,6 +6,8 @@ import platform
 from typing import Any
 
 import torch
+from torch import nn
+
 from hwnas.profilers.base import (
     Artifact,
     MeasureSettings,
@@ -15,7 +17,6 @@ from hwnas.profilers.base import (
     measure_calls,
     resolved_threads,
 )
-from torch import nn
 
 
 class TorchProfiler(Profiler):

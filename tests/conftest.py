@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
-from hwnas.lut.build import build_lut
-from hwnas.profilers.base import MeasureSettings
 
 from hwnas.catalog import get_space
 from hwnas.device import get_device
+from hwnas.lut.build import build_lut
+from hwnas.profilers.base import MeasureSettings
 
 torch.set_num_threads(1)
+
+# Triton fixes interpreted vs compiled mode when first imported, and other tests (export, inductor) may import it
+# before the kernel tests do: without a GPU, choose the interpreter before any test module loads.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 QUICK = MeasureSettings(warmup=2, warmup_s=0.0, min_repeats=5, max_repeats=40, target_ci=0.05, budget_s=0.2)
 TINY_RESOLUTION = 32

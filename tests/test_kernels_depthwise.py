@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -14,8 +12,6 @@ from hwnas.kernels.folded import mixed_depthwise_folded
 from hwnas.kernels.parity import parity
 from hwnas.kernels.runtime import interpreting, triton_installed
 
-if not torch.cuda.is_available():  # Triton picks interpreter or compiler when first imported: before that
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 needs_triton = pytest.mark.skipif(not triton_installed(), reason="triton is not installed")
 
 

@@ -8,13 +8,13 @@ import sys
 import time
 
 import pytest
-from hwnas.lut import LatencyModel, LatencyTable
-from hwnas.lut.validate import sample_archs
-from hwnas.profilers import get_profiler
 from typer.testing import CliRunner
 
 from hwnas.cli import app
 from hwnas.device import get_device
+from hwnas.lut import LatencyModel, LatencyTable
+from hwnas.lut.validate import sample_archs
+from hwnas.profilers import get_profiler
 
 from .conftest import QUICK
 

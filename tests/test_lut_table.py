@@ -3,13 +3,13 @@
 import json
 
 import pytest
+
+from hwnas.blocks import BlockSpec, Op
+from hwnas.errors import HwnasError, MissingLatencyError
 from hwnas.lut import COLUMNS, UNIT, LatencyModel, LatencyTable
 from hwnas.lut.calibrate import fit_calibration
 from hwnas.lut.validate import accuracy_metrics
 from hwnas.profilers.base import Timing
-
-from hwnas.blocks import BlockSpec, Op
-from hwnas.errors import HwnasError, MissingLatencyError
 
 FINGERPRINT = {"cpu": "test-cpu", "runtime": "onnxruntime", "runtime_version": "1", "threads": 1,
                "precision": "fp32", "batch": 1}

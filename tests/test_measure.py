@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from hwnas.profilers.base import MeasureSettings, Timing, measure_calls, median_relative_ci
 
 

@@ -69,8 +69,8 @@ def export(
             task = progress.add_task("export", total=None)
             report = run_export(request, lambda message: progress.update(task, description=f"export: {message}"))
             progress.update(task, total=1, completed=1, description="export: done")
-    except HwnasError as error:  # escaped: refusals carry brackets (pip install "hwnas[tflite]") that rich eats
-        fail(escape(str(error)))
+    except HwnasError as error:
+        fail(str(error))
     if as_json:
         print_json(report.data)
     else:
@@ -81,7 +81,7 @@ def export(
     for warning in warnings:
         console.print(f"[yellow]parity (untrained network):[/yellow] {escape(warning)}", highlight=False)
     if errors:
-        fail(escape(f"parity check failed ({report.path}): " + "; ".join(errors)))
+        fail(f"parity check failed ({report.path}): " + "; ".join(errors))
 
 
 def _print_summary(report) -> None:
