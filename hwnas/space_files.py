@@ -79,11 +79,10 @@ def load_space_file(path: str | Path) -> Space:
 
 
 def resolve_space(name: str, resolution: int | None = None, num_classes: int | None = None) -> Any:
-    """A space by catalog name (hwnas.catalog, then the cell spaces of hwnas.cells when present) or a space file
+    """A space by catalog name (hwnas.catalog, then the cell spaces of hwnas.cells) or a space file
     (`*.yaml`), at the given resolution and class count."""
-    import importlib.util
-
     from hwnas.catalog import SPACES, get_space
+    from hwnas.cells import catalog as cells
 
     if is_space_file(name):
         space = load_space_file(name)
@@ -92,11 +91,7 @@ def resolve_space(name: str, resolution: int | None = None, num_classes: int | N
         return space.with_classes(num_classes) if num_classes is not None else space
     if name in SPACES:
         return get_space(name, resolution, num_classes)
-    known = sorted(SPACES)
-    if importlib.util.find_spec("hwnas.cells") is not None:
-        from hwnas.cells import catalog as cells
-
-        if name in cells.CELL_SPACES:
-            return cells.get_cell_space(name, resolution, num_classes)
-        known += sorted(cells.CELL_SPACES)
+    if name in cells.CELL_SPACES:
+        return cells.get_cell_space(name, resolution, num_classes)
+    known = sorted(SPACES) + sorted(cells.CELL_SPACES)
     raise ConfigError(f"unknown space '{name}' (known: {', '.join(known)}; or a space YAML file)")

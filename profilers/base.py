@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hwnas.device import Device
+from hwnas.errors import HwnasError
+from hwnas.profilers import runners
+from hwnas.profilers.options import check_options
 from hwnas.profilers.runners import cpu_model, measure_samples, median_relative_ci, resolved_threads, timing_dict
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Artifact", "MeasureSettings", "Profiler", "Timing", "cpu_model", "file_digest", "fingerprint_id",
-           "measure_calls", "median_relative_ci", "resolved_threads"]
+__all__ = ["Artifact", "MeasureSettings", "Profiler", "RunnerProfiler", "Timing", "cpu_model", "file_digest",
+           "fingerprint_id", "measure_calls", "median_relative_ci", "resolved_threads"]
 
 
 @dataclass(frozen=True)
@@ -165,3 +168,23 @@ class Profiler(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RunnerProfiler(Profiler):
+    """A profiler timed by its runtime's runner in runners.py: the loop the remote agent runs, so both measure alike.
+    Its device `options:` are checked against the runtime's allowed set (options.py)."""
+
+    def __init__(self, device: Device, workdir: str | Path | None = None):
+        check_options(device)
+        super().__init__(device, workdir)
+
+    def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
+        try:
+            runner = runners.load_runner(self.runtime, artifact.path, artifact.input_shape, self.device.threads,
+                                         self.device.precision, self.device.options)
+        except runners.RunnerError as error:
+            raise HwnasError(f"device '{self.device.name}': {error}") from None
+        try:
+            return Timing.from_samples(measure_samples(runner.call_ms, settings.to_dict()))
+        finally:
+            runner.close()

@@ -21,8 +21,7 @@ from torch import nn
 from hwnas.device import Device
 from hwnas.errors import HwnasError
 from hwnas.profilers import runners
-from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing, measure_calls
-from hwnas.profilers.options import check_options
+from hwnas.profilers.base import Artifact, RunnerProfiler
 
 INSTALL = 'pip install "hwnas[coreml]"'
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -100,15 +99,11 @@ def host_artifact(model: nn.Module, input_shape: tuple[int, ...], device: Device
     return Artifact(path, "mlpackage", tuple(input_shape), meta)
 
 
-class CoreMLProfiler(Profiler):
+class CoreMLProfiler(RunnerProfiler):
     """Core ML in this process (macOS only) with the device's compute units."""
 
     runtime = "coreml"
     extra = "coreml"
-
-    def __init__(self, device: Device, workdir: str | Path | None = None):
-        check_options(device)
-        super().__init__(device, workdir)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -126,13 +121,3 @@ class CoreMLProfiler(Profiler):
     def compile(self, model: nn.Module, input_shape: tuple[int, ...]) -> Artifact:
         return host_artifact(model, input_shape, self.device, self.workdir)
 
-    def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
-        try:
-            runner = runners.load_runner("coreml", artifact.path, artifact.input_shape, self.device.threads,
-                                         self.device.precision, self.device.options)
-        except runners.RunnerError as error:
-            raise HwnasError(f"device '{self.device.name}': {error}") from None
-        try:
-            return measure_calls(runner.run, settings)
-        finally:
-            runner.close()

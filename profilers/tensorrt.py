@@ -19,8 +19,7 @@ from hwnas.device import Device
 from hwnas.errors import HwnasError
 from hwnas.onnx_io import export_onnx
 from hwnas.profilers import runners, trt_engine
-from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing
-from hwnas.profilers.options import check_options
+from hwnas.profilers.base import Artifact, MeasureSettings, RunnerProfiler, Timing
 
 INSTALL = 'pip install "hwnas[tensorrt]"'
 
@@ -49,15 +48,11 @@ def _torch_dtype(trt_dtype) -> torch.dtype:
             trt.bool: torch.bool}[trt_dtype]
 
 
-class TensorRTProfiler(Profiler):
+class TensorRTProfiler(RunnerProfiler):
     """A local NVIDIA GPU through TensorRT; `options`: workspace_mb, calibration, calibration_batches, engine_cache."""
 
     runtime = "tensorrt"
     extra = "tensorrt"
-
-    def __init__(self, device: Device, workdir: str | Path | None = None):
-        check_options(device)
-        super().__init__(device, workdir)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -28,8 +28,7 @@ from hwnas.device import Device
 from hwnas.errors import HwnasError
 from hwnas.profilers import runners
 from hwnas.profilers.artifact_cache import ArtifactCache, default_folder, structure_key
-from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing, measure_calls
-from hwnas.profilers.options import check_options
+from hwnas.profilers.base import Artifact, RunnerProfiler
 
 INSTALL = 'pip install "hwnas[tflite]"'
 def converter_unavailable_reason() -> str | None:
@@ -150,15 +149,11 @@ def host_artifact(model: nn.Module, input_shape: tuple[int, ...], device: Device
     return Artifact(path, "tflite", tuple(input_shape), meta)
 
 
-class TFLiteProfiler(Profiler):
+class TFLiteProfiler(RunnerProfiler):
     """LiteRT's interpreter in this process, threads fixed, XNNPACK on unless `xnnpack: false`."""
 
     runtime = "tflite"
     extra = "tflite"
-
-    def __init__(self, device: Device, workdir: str | Path | None = None):
-        check_options(device)
-        super().__init__(device, workdir)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -172,13 +167,3 @@ class TFLiteProfiler(Profiler):
     def compile(self, model: nn.Module, input_shape: tuple[int, ...]) -> Artifact:
         return host_artifact(model, input_shape, self.device, self.workdir)
 
-    def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
-        try:
-            runner = runners.load_runner("tflite", artifact.path, artifact.input_shape, self.device.threads,
-                                         self.device.precision, self.device.options)
-        except runners.RunnerError as error:
-            raise HwnasError(f"device '{self.device.name}': {error}") from None
-        try:
-            return measure_calls(runner.run, settings)
-        finally:
-            runner.close()

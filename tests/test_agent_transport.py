@@ -42,7 +42,7 @@ from hwnas.profilers.transports import (
 from .conftest import QUICK
 
 runner = CliRunner()
-COMPARE = replace(QUICK, warmup_s=0.05)  # a short timed warm-up: a fresh agent process starts cold
+COMPARE = replace(QUICK, warmup_s=0.2, max_repeats=400, budget_s=0.3)  # a fresh agent process starts cold
 DEVICES = """devices:
   cpu-agent:
     runtime: onnxruntime
