@@ -34,10 +34,16 @@ def run(device_name: str, space_name: str, resolution: int, samples: int, calibr
     report, _ = build_lut(device, space.specs(), lut)
     console.print(f"{device_name} @{resolution}: LUT ready ({report.measured} measured, {report.skipped} reused) "
                   f"in {time.perf_counter() - start:.0f} s")
-    fit = calibrate_device(device, space, lut, calibration_networks)
+    unsteady: list[tuple[str, float]] = []
+
+    def note_unsteady(name: str, ratio: float) -> None:
+        unsteady.append((name, ratio))
+        console.print(f"  {name}: timed while the reference block ran {ratio:.2f}x its LUT time")
+
+    fit = calibrate_device(device, space, lut, calibration_networks, on_unsteady=note_unsteady)
     console.print(f"  calibration: measured ≈ {fit.scale:.4f} · sum + {fit.offset_ms:.4f} ms")
     validation = validate_device(device, space, lut, samples, seed=0, published=published,
-                                 on_network=lambda name: None)
+                                 on_network=lambda name: None, on_unsteady=note_unsteady)
     files = write_report(validation, lut_dir / f"validate-{device_name}-{space_name}-{resolution}",
                          f"{device_name}: {space_name} @{resolution}px")
     random_only = [r for r in validation.results if r.kind == "random"]
@@ -52,7 +58,9 @@ def run(device_name: str, space_name: str, resolution: int, samples: int, calibr
             "calibration": fit.to_dict(), "held_out_random": held_out,
             "all_networks": {"calibrated": validation.calibrated, "uncalibrated": validation.uncalibrated},
             "published": [r.to_row() for r in validation.results if r.kind == "published"],
-            "files": {k: str(v) for k, v in files.items()}, "wall_s": time.perf_counter() - start}
+            "files": {k: str(v) for k, v in files.items()}, "wall_s": time.perf_counter() - start,
+            "timed_off_steady": [{"network": name, "reference_ratio": ratio} for name, ratio in unsteady],
+            "reference_ratios": [r.reference_ratio for r in validation.results]}
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: Latency
     for spec in unique:
         if spec.key in table and on_block:
             on_block(spec, False)
-    reference = _Reference(profiler, todo[0], settings, batch) if (todo and reference_every) else None
+    reference = ReferenceBlock(profiler, todo[0], settings, batch) if (todo and reference_every) else None
     if reference:
         report.reference_key = todo[0].key
     for index, spec in enumerate(todo):
@@ -89,16 +89,28 @@ def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: Latency
     return report
 
 
-class _Reference:
-    """One block compiled once and re-timed to watch the machine's speed."""
+class ReferenceBlock:
+    """One block compiled once and re-timed to watch the machine's speed against a baseline: its first timing, or
+    its LUT row when validating against the table."""
 
-    def __init__(self, profiler: Profiler, spec: BlockSpec, settings: MeasureSettings, batch: int):
-        self.profiler, self.settings = profiler, settings
+    def __init__(self, profiler: Profiler, spec: BlockSpec, settings: MeasureSettings, batch: int,
+                 baseline_ms: float | None = None):
+        self.profiler, self.settings, self.key = profiler, settings, spec.key
         self.artifact = profiler.compile(spec.build(), (batch, *spec.input_shape))
-        self.baseline = sorted(profiler.time(self.artifact, settings).median for _ in range(3))[1]
+        self.baseline = baseline_ms if baseline_ms is not None else sorted(
+            profiler.time(self.artifact, settings).median for _ in range(3))[1]
 
     def ratio(self) -> float:
         return self.profiler.time(self.artifact, self.settings).median / self.baseline
+
+    def settle(self, tolerance: float, max_wait_s: float, pause_s: float = 2.0) -> float:
+        """Re-time until within `tolerance` of the baseline or `max_wait_s` has passed; the last ratio."""
+        deadline = time.monotonic() + max_wait_s
+        ratio = self.ratio()
+        while abs(ratio - 1) > tolerance and time.monotonic() < deadline:
+            time.sleep(pause_s)
+            ratio = self.ratio()
+        return ratio
 
 
 def _note(meta: dict) -> str:

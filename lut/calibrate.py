@@ -11,13 +11,18 @@ from hwnas.lut.model import Calibration, LatencyModel
 from hwnas.lut.table import LatencyTable
 
 
+OFFSET_SPAN = 2.0  # fit a per-call offset only when the networks' block sums span at least this factor
+
+
 def fit_calibration(block_sums: Sequence[float], measured: Sequence[float], archs: Sequence[str]) -> Calibration:
-    """Least squares measured = scale · sum + offset (scale only with fewer than 3 networks)."""
+    """measured = scale · sum + offset by least squares when the block sums span enough (x2) to tell an offset from a
+    scale; otherwise scale = the median ratio, offset 0. (Ten networks of one space at one resolution span ~1.5x:
+    there a two-parameter fit turns a few percent of timing noise into slopes like 1.5 with a -1 ms offset.)"""
     sums, times = np.asarray(block_sums, float), np.asarray(measured, float)
-    if len(sums) >= 3 and np.ptp(sums) > 0:
+    if len(sums) >= 3 and sums.max() >= OFFSET_SPAN * sums.min():
         scale, offset = np.polyfit(sums, times, 1)
     else:
-        scale, offset = float(times.sum() / sums.sum()), 0.0
+        scale, offset = float(np.median(times / sums)), 0.0
     fitted = scale * sums + offset
     return Calibration(scale=float(scale), offset_ms=float(offset), networks=len(sums),
                        fitted=datetime.now(UTC).isoformat(timespec="seconds"), archs=tuple(archs),
@@ -43,12 +48,15 @@ def calibrate_from_timings(table: LatencyTable, archs, measured_ms: Sequence[flo
 
 
 def calibrate_device(device, space, lut_path, networks: int = 10, seed: int = 1000, force: bool = False,
-                     on_network=None, on_block=None) -> Calibration:
+                     on_network=None, on_block=None, steady_wait_s: float | None = None,
+                     on_unsteady=None) -> Calibration:
     """Measure `networks` random networks of `space` end to end, fit the calibration, store it with the table."""
     from hwnas.lut.build import measuring
-    from hwnas.lut.validate import measure_networks, sample_archs
+    from hwnas.lut.validate import STEADY_WAIT_S, measure_networks, sample_archs
 
     with measuring(device, lut_path, force=force, must_exist=True) as (profiler, table):
         chosen = sample_archs(space, networks, seed)
-        timings = measure_networks(chosen, profiler, table, on_network=on_network, on_block=on_block)
-        return calibrate_from_timings(table, [arch for _, arch in chosen], [t.median for t in timings], force)
+        timings = measure_networks(chosen, profiler, table, on_network=on_network, on_block=on_block,
+                                   steady_wait_s=STEADY_WAIT_S if steady_wait_s is None else steady_wait_s,
+                                   on_unsteady=on_unsteady)
+        return calibrate_from_timings(table, [arch for _, arch in chosen], [t.timing.median for t in timings], force)

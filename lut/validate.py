@@ -23,6 +23,8 @@ from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import MeasureSettings, Profiler, Timing
 
 NETWORK_SETTINGS = MeasureSettings(warmup=5, min_repeats=15, max_repeats=300, target_ci=0.01, budget_s=4.0)
+STEADY_TOLERANCE = 0.05  # how far the reference block may run from its LUT row before a network is timed
+STEADY_WAIT_S = 30.0  # how long to wait for it to come back
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,14 @@ class NetworkResult:
     block_sum_ms: float
     predicted_ms: float
     measured: Timing
+    reference_ratio: float = float("nan")  # the machine's speed just before, vs when the LUT was measured
 
     def to_row(self) -> dict:
         return {"name": self.name, "kind": self.kind, "block_sum_ms": self.block_sum_ms,
                 "predicted_ms": self.predicted_ms, "measured_ms": self.measured.median,
                 "measured_p10_ms": self.measured.p10, "measured_p90_ms": self.measured.p90,
-                "error_pct": 100 * (self.predicted_ms / self.measured.median - 1), "arch": self.arch}
+                "error_pct": 100 * (self.predicted_ms / self.measured.median - 1),
+                "reference_ratio": self.reference_ratio, "arch": self.arch}
 
 
 def accuracy_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -68,20 +72,46 @@ def sample_archs(space, count: int, seed: int, exclude: set[str] = frozenset()) 
     return [(f"{space.name}-{seed}-{i}", arch) for i, arch in enumerate(found.values())]
 
 
+@dataclass(frozen=True)
+class NetworkTiming:
+    """A whole network's timing and how fast the machine was just before it, relative to the LUT (1.0 = as fast as
+    when the table was measured; 1.4 = a reference block took 40% longer)."""
+
+    timing: Timing
+    reference_ratio: float
+
+
 def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, table: LatencyTable,
                      settings: MeasureSettings = NETWORK_SETTINGS,
                      on_network: Callable[[str], None] | None = None,
-                     on_block: Callable[..., None] | None = None) -> list[Timing]:
-    """Profile any blocks the table lacks, then time each whole network on the profiler's device."""
+                     on_block: Callable[..., None] | None = None,
+                     steady_tolerance: float = STEADY_TOLERANCE, steady_wait_s: float = STEADY_WAIT_S,
+                     on_unsteady: Callable[[str, float], None] | None = None) -> list[NetworkTiming]:
+    """Profile any blocks the table lacks, then time each whole network on the profiler's device.
+
+    Before each network the slowest block of the first network is re-timed against its LUT row; while it runs more
+    than `steady_tolerance` off (a noisy neighbour, throttling), measuring waits up to `steady_wait_s`, then goes on
+    and `on_unsteady(name, ratio)` is told. Comparing a LUT with networks timed on a slower machine measures the
+    machine, not the LUT."""
+    from hwnas.lut.build import ReferenceBlock
+
     specs = [spec for _, arch in networks for spec in arch.specs()]
     profile_specs(specs, profiler, table, on_block=on_block, reference_every=0)
-    timings = []
+    reference = None
+    if networks:
+        spec = max(networks[0][1].specs(), key=lambda s: table.latency(s.key, force=True))
+        reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch,
+                                   table.latency(spec.key, force=True))
+    measured = []
     for name, arch in networks:
+        ratio = reference.settle(steady_tolerance, steady_wait_s)
+        if abs(ratio - 1) > steady_tolerance and on_unsteady:
+            on_unsteady(name, ratio)
         timing, _ = profiler.measure(arch.build(), (profiler.device.batch, *arch.input_shape[1:]), settings)
-        timings.append(timing.per_image(profiler.device.batch))
+        measured.append(NetworkTiming(timing.per_image(profiler.device.batch), ratio))
         if on_network:
             on_network(name)
-    return timings
+    return measured
 
 
 @dataclass(frozen=True)
@@ -96,14 +126,15 @@ class ValidationReport:
                 "networks": [r.to_row() for r in self.results]}
 
 
-def compare(networks: Sequence[tuple[str, Arch]], kinds: Sequence[str], timings: Sequence[Timing],
+def compare(networks: Sequence[tuple[str, Arch]], kinds: Sequence[str], timings: Sequence[NetworkTiming],
             model: LatencyModel) -> ValidationReport:
     """Predictions of `model` against measured timings."""
     results = []
-    for (name, arch), kind, timing in zip(networks, kinds, timings):
+    for (name, arch), kind, measured in zip(networks, kinds, timings):
         block_sum = model.block_sum(arch)
         calibration = model.calibration_for(arch.resolution)
-        results.append(NetworkResult(name, kind, arch.to_string(), block_sum, calibration.apply(block_sum), timing))
+        results.append(NetworkResult(name, kind, arch.to_string(), block_sum, calibration.apply(block_sum),
+                                     measured.timing, measured.reference_ratio))
     measured = [r.measured.median for r in results]
     return ValidationReport(
         results,
@@ -152,7 +183,8 @@ def _scatter(report: ValidationReport, path: Path, title: str) -> None:
 
 def validate_device(device, space, lut_path: Path, samples: int, seed: int = 0, published: bool = True,
                     force: bool = False, on_network: Callable[[str], None] | None = None,
-                    on_block: Callable[..., None] | None = None) -> ValidationReport:
+                    on_block: Callable[..., None] | None = None, steady_wait_s: float = STEADY_WAIT_S,
+                    on_unsteady: Callable[[str, float], None] | None = None) -> ValidationReport:
     """Measure `samples` random held-out networks of `space` (plus the published ones) and compare."""
     from hwnas.lut.build import measuring
 
@@ -164,7 +196,8 @@ def validate_device(device, space, lut_path: Path, samples: int, seed: int = 0, 
         if published:
             extra = published_networks(space)
             networks, kinds = networks + extra, kinds + ["published"] * len(extra)
-        timings = measure_networks(networks, profiler, table, on_network=on_network, on_block=on_block)
+        timings = measure_networks(networks, profiler, table, on_network=on_network, on_block=on_block,
+                                   steady_wait_s=steady_wait_s, on_unsteady=on_unsteady)
         return compare(networks, kinds, timings, LatencyModel(table, force=force))
 
 

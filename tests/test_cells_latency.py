@@ -115,7 +115,7 @@ def test_lut_validate_measures_cell_networks(models):
     networks = sample_archs(spaces["darts"], 2, seed=0)
     settings = MeasureSettings(warmup=2, warmup_s=0.0, min_repeats=5, max_repeats=20, target_ci=0.1, budget_s=0.5)
     with get_profiler(get_device("cpu")) as profiler:
-        timings = measure_networks(networks, profiler, model.table, settings)
+        timings = measure_networks(networks, profiler, model.table, settings, steady_wait_s=0)
     report = compare(networks, ["random", "random"], timings, model)
     assert len(report.results) == 2
     for result in report.results:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from hwnas.cli import app
 from hwnas.device import get_device
 from hwnas.lut import LatencyModel, LatencyTable
+from hwnas.lut.build import ReferenceBlock
 from hwnas.lut.validate import sample_archs
 from hwnas.profilers import get_profiler
 
@@ -85,16 +86,17 @@ def test_cli_predict_json_sums_the_blocks(tiny_lut, tiny_space):
 
 def test_cli_calibrate_then_validate_on_held_out_networks(tiny_lut, tmp_path):
     base = ["--space", "fbnet", "--resolution", "32", "--classes", "10", "--lut", str(tiny_lut)]
-    calibrated = runner.invoke(app, ["lut", "calibrate", *base, "--networks", "4", "--json"])
+    calibrated = runner.invoke(app, ["lut", "calibrate", *base, "--networks", "4", "--steady-wait", "0", "--json"])
     assert calibrated.exit_code == 0, calibrated.output
     fit = json.loads(calibrated.stdout)
     assert fit["networks"] == 4 and len(fit["archs"]) == 4
     result = runner.invoke(app, ["lut", "validate", *base, "--samples", "4", "--no-published", "--out",
-                                 str(tmp_path / "report"), "--json"])
+                                 str(tmp_path / "report"), "--steady-wait", "0", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["calibrated"]["n"] == 4
     assert not {n["arch"] for n in report["networks"]} & set(fit["archs"])
+    assert all(0 < n["reference_ratio"] < 100 for n in report["networks"])
     for name in ("results.csv", "summary.json", "latency_pred_vs_meas.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
 
@@ -105,3 +107,16 @@ def test_cli_show_reports_coverage(tiny_lut):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["space"]["missing"] == [] and data["space"]["range_ms"][0] < data["space"]["range_ms"][1]
+
+
+def test_reference_block_reports_a_machine_slower_than_its_lut_row(tiny_lut, tiny_space):
+    """A baseline far below what the block takes reads as a slow machine; settle gives up after its wait."""
+    spec = tiny_space.specs()[0]
+    with get_profiler(get_device("cpu")) as profiler:
+        true_ms = LatencyTable.load(tiny_lut).latency(spec.key)
+        steady = ReferenceBlock(profiler, spec, QUICK, 1, baseline_ms=true_ms)
+        slow = ReferenceBlock(profiler, spec, QUICK, 1, baseline_ms=true_ms / 50)
+        assert 0.2 < steady.ratio() < 5
+        start = time.monotonic()
+        assert slow.settle(tolerance=0.05, max_wait_s=0.3, pause_s=0.1) > 10
+        assert time.monotonic() - start < 10

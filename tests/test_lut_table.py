@@ -111,3 +111,9 @@ def test_calibration_is_stored_per_resolution(tmp_path):
     assert model.calibration_for(64).apply(1.0) == 3.0
     assert model.calibration_for(224).apply(1.0) == 1.0
     assert json.loads((tmp_path / "t.meta.json").read_text())["calibration"]["64"]["scale"] == 2.0
+
+
+def test_calibration_of_similar_networks_is_the_median_ratio():
+    """Sums within 2x of each other cannot separate offset from scale: the fit is a ratio, robust to one outlier."""
+    fit = fit_calibration([4.0, 5.0, 6.0, 7.0], [4.4, 5.5, 6.6, 11.0], ["a", "b", "c", "d"])
+    assert fit.scale == pytest.approx(1.1) and fit.offset_ms == 0.0

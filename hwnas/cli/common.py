@@ -34,6 +34,9 @@ DeviceName = typer.Option("cpu", "--device", "-d", help="Device name from device
 LutPath = typer.Option(None, "--lut", help="LUT CSV path (default: LUT_DIR/DEVICE.csv).", dir_okay=False)
 LutDir = typer.Option(Path("luts"), "--lut-dir", help="Folder of LUTs, one CSV per device.", file_okay=False)
 JsonFlag = typer.Option(False, "--json", help="Print the result as JSON on stdout (for machines).")
+SteadyWait = typer.Option(30.0, "--steady-wait", min=0.0,
+                          help="Seconds to wait, before each network, for the machine to run a reference block as fast "
+                               "as when the LUT was measured (0: measure at once; a slow machine is reported).")
 ForceFlag = typer.Option(False, "--force", help="Mix rows measured on different setups (fingerprints).")
 
 
@@ -54,6 +57,12 @@ def handles_errors(function: F) -> F:
             fail(str(error))
 
     return wrapper  # type: ignore[return-value]
+
+
+def warn_unsteady(name: str, ratio: float) -> None:
+    """Say that a network was timed while the machine ran off its LUT speed (a noisy neighbour, throttling)."""
+    console.print(f"[yellow]warning:[/yellow] {escape(name)} timed while a reference block ran {ratio:.2f}x its LUT "
+                  "time (machine busy or throttled): compare with care, or re-profile", highlight=False)
 
 
 def print_json(data: Any) -> None:

@@ -14,12 +14,14 @@ from hwnas.cli.common import (
     JsonFlag,
     LutDir,
     LutPath,
+    SteadyWait,
     console,
     handles_errors,
     load_arch,
     print_json,
     progress_bar,
     resolve_lut,
+    warn_unsteady,
 )
 
 lut_app = typer.Typer(no_args_is_help=True, help="Inspect, use, calibrate and validate latency tables.")
@@ -111,8 +113,8 @@ def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: in
               classes: int = ClassesOption,
               networks: int = typer.Option(10, "--networks", "-n", help="Random networks to measure and fit on."),
               seed: int = typer.Option(1000, help="Seed of the calibration networks (validation excludes them)."),
-              devices_file: Path = DevicesFile, lut: Path = LutPath, lut_dir: Path = LutDir, force: bool = ForceFlag,
-              as_json: bool = JsonFlag) -> None:
+              steady_wait: float = SteadyWait, devices_file: Path = DevicesFile, lut: Path = LutPath,
+              lut_dir: Path = LutDir, force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
     """Fit what isolated blocks miss on whole measured networks, and store it with the LUT."""
     from hwnas.device import get_device
     from hwnas.lut.calibrate import calibrate_device
@@ -122,7 +124,8 @@ def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: in
     with progress_bar(quiet=as_json) as progress:
         task = progress.add_task(f"calibrating {device}", total=networks)
         fit = calibrate_device(get_device(device, devices_file), target, resolve_lut(device, lut, lut_dir), networks,
-                               seed, force, on_network=lambda name: progress.advance(task))
+                               seed, force, on_network=lambda name: progress.advance(task),
+                               steady_wait_s=steady_wait, on_unsteady=warn_unsteady)
     if as_json:
         print_json({"resolution": target.resolution, **fit.to_dict()})
         return
@@ -140,8 +143,8 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
                                             help="Also measure the published reference networks."),
              out: Path = typer.Option(None, "--out",
                                       help="Report folder (default: LUT_DIR/validate-DEVICE-SPACE-RES)."),
-             devices_file: Path = DevicesFile, lut: Path = LutPath, lut_dir: Path = LutDir, force: bool = ForceFlag,
-             as_json: bool = JsonFlag) -> None:
+             steady_wait: float = SteadyWait, devices_file: Path = DevicesFile, lut: Path = LutPath,
+             lut_dir: Path = LutDir, force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
     """Measure whole networks end to end and report predicted vs measured (MAPE, ±10%, max error, Kendall tau)."""
     from hwnas.device import get_device
     from hwnas.lut.validate import validate_device, write_report
@@ -152,7 +155,8 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
     with progress_bar(quiet=as_json) as progress:
         task = progress.add_task(f"measuring networks on {device}", total=None)
         report = validate_device(get_device(device, devices_file), target, path, samples, seed, published, force,
-                                 on_network=lambda name: progress.update(task, advance=1, description=name))
+                                 on_network=lambda name: progress.update(task, advance=1, description=name),
+                                 steady_wait_s=steady_wait, on_unsteady=warn_unsteady)
     folder = out or lut_dir / f"validate-{device}-{target.name}-{target.resolution}"
     files = write_report(report, folder, f"{device}: {target.name} @{target.resolution}px")
     if as_json:
