@@ -1,7 +1,9 @@
 """How well a device's LUT predicts whole networks, before and after calibration.
 
 For each device and resolution: build (or resume) the LUT of the space, fit the calibration on a few random
-networks, then measure held-out random networks plus the published ones end to end and compare.
+networks, then measure held-out random networks plus the published ones end to end and compare. Each network is
+timed once a reference block runs at its LUT speed (or after 30 s of waiting); the "steady machine" row keeps the
+networks timed within 5% of it, so a noisy neighbour is told apart from a wrong table.
 
     python bench/lut_accuracy.py --device cpu --space fbnet --resolution 224 --resolution 128
     python bench/lut_accuracy.py --device tflite-cpu --quick
@@ -22,7 +24,7 @@ from hwnas.catalog import get_space
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.lut.calibrate import calibrate_device
-from hwnas.lut.validate import validate_device, write_report
+from hwnas.lut.validate import STEADY_TOLERANCE, accuracy_metrics, validate_device, write_report
 
 
 def run(device_name: str, space_name: str, resolution: int, samples: int, calibration_networks: int,
@@ -47,12 +49,13 @@ def run(device_name: str, space_name: str, resolution: int, samples: int, calibr
     files = write_report(validation, lut_dir / f"validate-{device_name}-{space_name}-{resolution}",
                          f"{device_name}: {space_name} @{resolution}px")
     random_only = [r for r in validation.results if r.kind == "random"]
-    from hwnas.lut.validate import accuracy_metrics
-
+    steady = [r for r in random_only if abs(r.reference_ratio - 1) <= STEADY_TOLERANCE]
     held_out = {
         "calibrated": accuracy_metrics([r.predicted_ms for r in random_only], [r.measured.median for r in random_only]),
         "uncalibrated": accuracy_metrics([r.block_sum_ms for r in random_only],
                                          [r.measured.median for r in random_only]),
+        "calibrated, steady machine": accuracy_metrics([r.predicted_ms for r in steady],
+                                                       [r.measured.median for r in steady]),
     }
     return {"device": device_name, "space": space_name, "resolution": resolution,
             "calibration": fit.to_dict(), "held_out_random": held_out,
@@ -84,7 +87,7 @@ def main() -> None:
     table = Table("device", "space @px", "prediction", "held-out n", "MAPE %", "within ±10%", "max err %",
                   "Kendall tau", title="LUT accuracy on held-out random networks")
     for result in results:
-        for label in ("uncalibrated", "calibrated"):
+        for label in ("uncalibrated", "calibrated", "calibrated, steady machine"):
             metrics = result["held_out_random"][label]
             table.add_row(result["device"], f"{result['space']} @{result['resolution']}", label, str(metrics["n"]),
                           f"{metrics['mape_pct']:.2f}", f"{100 * metrics['within_10pct']:.0f}%",
