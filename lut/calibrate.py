@@ -10,7 +10,6 @@ import numpy as np
 from hwnas.lut.model import Calibration, LatencyModel
 from hwnas.lut.table import LatencyTable
 
-
 OFFSET_SPAN = 2.0  # fit a per-call offset only when the networks' block sums span at least this factor
 
 
