@@ -95,7 +95,7 @@ class ReferenceBlock:
 
     def __init__(self, profiler: Profiler, spec: BlockSpec, settings: MeasureSettings, batch: int,
                  baseline_ms: float | None = None):
-        self.profiler, self.settings, self.key = profiler, settings, spec.key
+        self.profiler, self.settings = profiler, settings
         self.artifact = profiler.compile(spec.build(), (batch, *spec.input_shape))
         self.baseline = baseline_ms if baseline_ms is not None else sorted(
             profiler.time(self.artifact, settings).median for _ in range(3))[1]
