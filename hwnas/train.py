@@ -87,16 +87,24 @@ def average_gradients(params: Iterable[torch.Tensor], ranks: Ranks) -> None:
     if not ranks.enabled:
         return
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
+    for grad, mean in zip(grads, mean_over_ranks(grads, ranks.world)):
+        grad.copy_(mean)
+
+
+def mean_over_ranks(tensors: Sequence[torch.Tensor], world: int) -> list[torch.Tensor]:
+    """Each tensor's element-wise mean over the `world` ranks, in one flat all_reduce; new tensors, on the inputs'
+    devices."""
+    if not tensors:
+        return []
     device = _reduce_device()
-    flat = torch.cat([g.reshape(-1).to(device) for g in grads])
+    flat = torch.cat([t.detach().reshape(-1).to(device) for t in tensors])
     dist.all_reduce(flat)
-    flat /= ranks.world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset: offset + g.numel()].view_as(g))
-        offset += g.numel()
+    flat /= world
+    means, offset = [], 0
+    for t in tensors:
+        means.append(flat[offset: offset + t.numel()].view_as(t).to(t.device))
+        offset += t.numel()
+    return means
 
 
 def broadcast_state(module: nn.Module, ranks: Ranks) -> None:

@@ -57,18 +57,11 @@ class OperationStrength:
 def _averaged_over_ranks(grads: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
     import torch.distributed as dist
 
+    from hwnas.train import mean_over_ranks  # not at import: hwnas.train imports the strategies package
+
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return grads
-    names = list(grads)
-    flat = torch.cat([grads[n].detach().reshape(-1) for n in names])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    averaged, offset = {}, 0
-    for name in names:
-        size = grads[name].numel()
-        averaged[name] = flat[offset: offset + size].view_as(grads[name])
-        offset += size
-    return averaged
+    return dict(zip(grads, mean_over_ranks(list(grads.values()), dist.get_world_size())))
 
 
 class SelectionStability:
