@@ -201,7 +201,10 @@ def select(op: str, args: Sequence[Any], mode: str | None = None,
 
 
 def mixed_sum(outputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """y = Σ_k w_k · o_k over K candidate outputs of one shape (N, C, H, W); weights (K,) or per sample (N, K)."""
+    """y = Σ_k w_k · o_k over K candidate outputs of one shape (N, C, H, W); weights (K,) or per sample (N, K).
+    The weights move to the outputs' device: architecture weights live on the CPU with the strategy while the
+    supernet may run on a GPU (--torch-device)."""
+    weights = weights.to(outputs[0].device)
     return select("mixed_sum", (outputs, weights))[1](outputs, weights)
 
 

@@ -58,8 +58,7 @@ class MixedEdge(nn.Module):
         self.candidates = nn.ModuleList(search_op(p, channels, stride) for p in primitives)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        # architecture weights live on the CPU with the strategy; the supernet may run on a GPU (--torch-device)
-        return mixed_sum([op(x) for op in self.candidates], weights.to(x.device))
+        return mixed_sum([op(x) for op in self.candidates], weights)
 
 
 class SearchCell(nn.Module):

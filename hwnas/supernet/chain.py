@@ -67,7 +67,7 @@ class ChainSupernet(nn.Module):
                 if beta is not None and position.layer + 1 >= self.min_depth(stage):
                     outputs.append(x)
             if beta is not None:
-                x = kernels.mixed_sum(outputs, beta.to(x.device))
+                x = kernels.mixed_sum(outputs, beta)
         return self.head(x)
 
     def forward_choices(self, x: torch.Tensor, choices: Sequence[int]) -> torch.Tensor:

@@ -41,7 +41,7 @@ class DenseSupernet(nn.Module):
                 selection = edge_ops[e]
                 parts.append(self.edges[e](outputs[edge.src], selection.weights, selection.active))
                 weights.append(edge_probs[e])
-            h = kernels.mixed_sum(parts, torch.stack(weights).to(parts[0].device))
+            h = kernels.mixed_sum(parts, torch.stack(weights))
             if node < self.space.num_nodes - 1:
                 for layer, selection in zip(self.blocks[node - 1], layer_ops[node - 1]):
                     h = layer(h, selection.weights, selection.active)
@@ -61,7 +61,7 @@ class DenseSupernet(nn.Module):
         return self.classifier(h)
 
 
-def _one(index: int, size: int) -> torch.Tensor:  # moved to the data's device by the mixed layer
+def _one(index: int, size: int) -> torch.Tensor:  # moved to the data's device by kernels.mixed_sum
     weights = torch.zeros(size)
     weights[index] = 1.0
     return weights

@@ -35,7 +35,7 @@ class MixedLayer(nn.Module):
         index = list(range(len(self.candidates))) if active is None else list(active)
         outputs = [self.candidates[k](x) for k in index]
         chosen = weights if active is None else weights[..., index]
-        return kernels.mixed_sum(outputs, chosen.to(x.device))
+        return kernels.mixed_sum(outputs, chosen)
 
 
 def maskable(specs: Sequence[BlockSpec]) -> bool:
