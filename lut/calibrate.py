@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from hwnas.lut.build import measuring
 from hwnas.lut.model import Calibration, LatencyModel
 from hwnas.lut.table import LatencyTable
+from hwnas.lut.validate import STEADY_WAIT_S, measure_networks, sample_archs
 
 OFFSET_SPAN = 2.0  # fit a per-call offset only when the networks' block sums span at least this factor
 
@@ -47,15 +49,11 @@ def calibrate_from_timings(table: LatencyTable, archs, measured_ms: Sequence[flo
 
 
 def calibrate_device(device, space, lut_path, networks: int = 10, seed: int = 1000, force: bool = False,
-                     on_network=None, on_block=None, steady_wait_s: float | None = None,
+                     on_network=None, on_block=None, steady_wait_s: float = STEADY_WAIT_S,
                      on_unsteady=None) -> Calibration:
     """Measure `networks` random networks of `space` end to end, fit the calibration, store it with the table."""
-    from hwnas.lut.build import measuring
-    from hwnas.lut.validate import STEADY_WAIT_S, measure_networks, sample_archs
-
     with measuring(device, lut_path, force=force, must_exist=True) as (profiler, table):
         chosen = sample_archs(space, networks, seed)
         timings = measure_networks(chosen, profiler, table, on_network=on_network, on_block=on_block,
-                                   steady_wait_s=STEADY_WAIT_S if steady_wait_s is None else steady_wait_s,
-                                   on_unsteady=on_unsteady)
+                                   steady_wait_s=steady_wait_s, on_unsteady=on_unsteady)
         return calibrate_from_timings(table, [arch for _, arch in chosen], [t.timing.median for t in timings], force)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from hwnas.arch import Arch
-from hwnas.lut.build import profile_specs
+from hwnas.lut.build import ReferenceBlock, measuring, profile_specs
 from hwnas.lut.model import LatencyModel
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import MeasureSettings, Profiler, Timing
@@ -95,15 +95,13 @@ def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, t
     and a network whose reference moved while it ran is timed again (up to STEADY_ATTEMPTS; once with no wait);
     then it goes on and `on_unsteady(name, ratio)` is told. Comparing a LUT with networks timed on a slower machine
     measures the machine, not the LUT."""
-    from hwnas.lut.build import ReferenceBlock
-
     specs = [spec for _, arch in networks for spec in arch.specs()]
     profile_specs(specs, profiler, table, on_block=on_block, reference_every=0)
-    reference = None
-    if networks:
-        spec = max(networks[0][1].specs(), key=lambda s: table.latency(s.key, force=True))
-        reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch,
-                                   table.latency(spec.key, force=True))
+    if not networks:
+        return []
+    spec = max(networks[0][1].specs(), key=lambda s: table.latency(s.key, force=True))
+    reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch,
+                               table.latency(spec.key, force=True))
     measured = []
     for name, arch in networks:
         for _ in range(STEADY_ATTEMPTS if steady_wait_s > 0 else 1):
@@ -193,8 +191,6 @@ def validate_device(device, space, lut_path: Path, samples: int, seed: int = 0, 
                     on_block: Callable[..., None] | None = None, steady_wait_s: float = STEADY_WAIT_S,
                     on_unsteady: Callable[[str, float], None] | None = None) -> ValidationReport:
     """Measure `samples` random held-out networks of `space` (plus the published ones) and compare."""
-    from hwnas.lut.build import measuring
-
     with measuring(device, lut_path, force=force, must_exist=True) as (profiler, table):
         model = LatencyModel(table, force=force)
         calibrated_on = set(model.calibration_for(space.resolution).archs)
