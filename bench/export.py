@@ -43,7 +43,7 @@ def build_luts(arch, devices: tuple[str, ...], folder: Path, settings: MeasureSe
     for name in devices:
         path = folder / f"{name}-{arch.resolution}.csv"
         try:
-            report, _ = build_lut(get_device(name), arch.specs(), path, settings, reference_every=0)
+            report, _ = build_lut(get_device(name), arch.specs(), path, settings, steadiness=None)
             found[name] = {"lut": path, "measured_blocks": report.measured, "lut_s": report.wall_s}
         except HwnasError as error:  # the runtime is not usable here: say so in the table and the JSON
             found[name] = {"lut": path, "error": str(error)}

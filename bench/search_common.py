@@ -17,6 +17,7 @@ from hwnas.dense_space import DenseSpace, RoutingBlock
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.lut.model import LatencyModel
+from hwnas.lut.steady import BUILD_STEADINESS
 from hwnas.profilers.base import MeasureSettings
 from hwnas.space_files import resolve_space
 from hwnas.spaces import Space, Stage
@@ -55,7 +56,7 @@ def measured_model(lut: Path, spaces: Sequence[Any], device: str = "cpu", quick:
     """The device's LUT holding every block of `spaces` (measuring what it lacks, with a real runtime)."""
     specs = list(dict.fromkeys(spec for space in spaces for spec in space.specs()))
     settings = QUICK_SETTINGS if quick else MeasureSettings()
-    _, table = build_lut(get_device(device), specs, lut, settings, reference_every=0 if quick else 25)
+    _, table = build_lut(get_device(device), specs, lut, settings, steadiness=None if quick else BUILD_STEADINESS)
     return LatencyModel(table)
 
 

@@ -1,7 +1,7 @@
 """Building a LUT: measure every block a space needs, append each row as it is measured, skip what is there.
 
-A reference block is re-timed every N blocks; when its median moves beyond the tolerance (thermal throttling,
-a noisy neighbour), the run records a drift event and says so.
+Each block is timed on a steady machine (lut/steady.py): a reference block is re-timed before and after it, and a
+block timed while the machine ran off its own speed (a noisy neighbour, throttling) is timed again, or reported.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from pathlib import Path
 
 from hwnas.blocks import BlockSpec
 from hwnas.device import Device
+from hwnas.lut.steady import BUILD_STEADINESS, ReferenceBlock, Steadiness
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers import get_profiler
 from hwnas.profilers.base import MeasureSettings, Profiler, fingerprint_id
 
 
 @dataclass(frozen=True)
-class DriftEvent:
-    """The reference block's median at block `index`, relative to its first measurement."""
+class UnsteadyBlock:
+    """A block timed while the reference block ran `ratio` x its baseline, after waiting and timing again."""
 
-    index: int
+    key: str
     ratio: float
 
 
@@ -35,14 +36,15 @@ class ProfileReport:
     skipped: int = 0
     wall_s: float = 0.0
     compile_s: float = 0.0  # export/conversion/engine build
-    timing_s: float = 0.0  # inside the runtime's timing loop, warm-up and session creation included
+    timing_s: float = 0.0  # inside the runtime's timing loop (the block's and the reference's), sessions included
     timed_ms: float = 0.0  # sum over blocks of median latency x timed calls: the irreducible part
     reference_key: str = ""
-    drift: list[DriftEvent] = field(default_factory=list)
+    reference_ms: float = float("nan")  # the reference block's baseline (its lowest p10)
+    unsteady: list[UnsteadyBlock] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {**{k: v for k, v in self.__dict__.items() if k != "drift"},
-                "drift": [{"index": d.index, "ratio": d.ratio} for d in self.drift]}
+        return {**{k: v for k, v in self.__dict__.items() if k != "unsteady"},
+                "unsteady": [{"key": u.key, "ratio": u.ratio} for u in self.unsteady]}
 
 
 def table_meta(profiler: Profiler, settings: MeasureSettings) -> dict:
@@ -53,10 +55,14 @@ def table_meta(profiler: Profiler, settings: MeasureSettings) -> dict:
 
 
 def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: LatencyTable,
-                  settings: MeasureSettings = MeasureSettings(), reference_every: int = 25,
-                  drift_tolerance: float = 0.10,
-                  on_block: Callable[[BlockSpec, bool], None] | None = None) -> ProfileReport:
-    """Measure each spec not yet in `table` and append it; `on_block(spec, measured)` reports progress."""
+                  settings: MeasureSettings = MeasureSettings(),
+                  steadiness: Steadiness | None = BUILD_STEADINESS,
+                  on_block: Callable[[BlockSpec, bool], None] | None = None,
+                  on_unsteady: Callable[[str, float], None] | None = None) -> ProfileReport:
+    """Measure each spec not yet in `table` and append it; `on_block(spec, measured)` reports progress.
+
+    With `steadiness`, a block costlier than three in four is the reference run beside every block (lut/steady.py;
+    `on_unsteady(key, ratio)` hears of blocks that had to be timed off its speed); None times each block alone."""
     report = ProfileReport()
     start = time.perf_counter()
     batch = profiler.device.batch
@@ -66,51 +72,53 @@ def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: Latency
     for spec in unique:
         if spec.key in table and on_block:
             on_block(spec, False)
-    reference = ReferenceBlock(profiler, todo[0], settings, batch) if (todo and reference_every) else None
-    if reference:
-        report.reference_key = todo[0].key
-    for index, spec in enumerate(todo):
+    reference = None
+    if todo and steadiness is not None:
         tick = time.perf_counter()
-        artifact = profiler.compile(spec.build(), (batch, *spec.input_shape))
-        tock = time.perf_counter()
-        timing = profiler.time(artifact, settings)
-        report.compile_s += tock - tick
-        report.timing_s += time.perf_counter() - tock
-        report.timed_ms += timing.median * timing.n
-        table.append(spec, timing, note=_note(artifact.meta))
-        report.measured += 1
-        if on_block:
-            on_block(spec, True)
-        if reference and index and index % reference_every == 0:
-            ratio = reference.ratio()
-            if abs(ratio - 1) > drift_tolerance:
-                report.drift.append(DriftEvent(index, ratio))
+        reference = ReferenceBlock(profiler, sorted(todo, key=_cost)[len(todo) * 3 // 4], settings, batch)
+        report.timing_s += time.perf_counter() - tick
+        report.reference_key = reference.key
+    try:
+        for spec in todo:
+            _measure_one(spec, profiler, table, settings, reference, steadiness, report, on_unsteady)
+            if on_block:
+                on_block(spec, True)
+    finally:
+        if reference:
+            report.reference_ms = reference.baseline
+            reference.close()
     report.wall_s = time.perf_counter() - start
     return report
 
 
-class ReferenceBlock:
-    """One block compiled once and re-timed to watch the machine's speed against a baseline: its first timing, or
-    its LUT row when validating against the table."""
+def _measure_one(spec: BlockSpec, profiler: Profiler, table: LatencyTable, settings: MeasureSettings,
+                 reference: ReferenceBlock | None, steadiness: Steadiness | None, report: ProfileReport,
+                 on_unsteady: Callable[[str, float], None] | None) -> None:
+    """Compile and time one block (beside the reference when there is one) and append its row."""
+    tick = time.perf_counter()
+    artifact = profiler.compile(spec.build(), (profiler.device.batch, *spec.input_shape))
+    tock = time.perf_counter()
+    meta = artifact.meta
+    if reference:
+        timing, ratio = reference.time(artifact, settings, steadiness)
+        if not steadiness.steady(ratio):
+            meta = {**meta, "reference_ratio": f"{ratio:.3f}"}
+            report.unsteady.append(UnsteadyBlock(spec.key, ratio))
+            if on_unsteady:
+                on_unsteady(spec.key, ratio)
+    else:
+        timing = profiler.time(artifact, settings)
+    report.compile_s += tock - tick
+    report.timing_s += time.perf_counter() - tock
+    report.timed_ms += timing.median * timing.n
+    table.append(spec, timing, note=_note(meta))
+    report.measured += 1
 
-    def __init__(self, profiler: Profiler, spec: BlockSpec, settings: MeasureSettings, batch: int,
-                 baseline_ms: float | None = None):
-        self.profiler, self.settings = profiler, settings
-        self.artifact = profiler.compile(spec.build(), (batch, *spec.input_shape))
-        self.baseline = baseline_ms if baseline_ms is not None else sorted(
-            profiler.time(self.artifact, settings).median for _ in range(3))[1]
 
-    def ratio(self) -> float:
-        return self.profiler.time(self.artifact, self.settings).median / self.baseline
-
-    def settle(self, tolerance: float, max_wait_s: float, pause_s: float = 2.0) -> float:
-        """Re-time until within `tolerance` of the baseline or `max_wait_s` has passed; the last ratio."""
-        deadline = time.monotonic() + max_wait_s
-        ratio = self.ratio()
-        while abs(ratio - 1) > tolerance and time.monotonic() < deadline:
-            time.sleep(pause_s)
-            ratio = self.ratio()
-        return ratio
+def _cost(spec: BlockSpec) -> int:
+    """Multiply-accumulates, roughly: parameters times output pixels."""
+    _, height, width = spec.out_shape
+    return sum(p.numel() for p in spec.build().parameters()) * height * width
 
 
 def _note(meta: dict) -> str:
@@ -128,9 +136,11 @@ def measuring(device: Device, lut_path: Path, settings: MeasureSettings = Measur
 
 
 def build_lut(device: Device, specs: Sequence[BlockSpec], lut_path: Path,
-              settings: MeasureSettings = MeasureSettings(), force: bool = False, reference_every: int = 25,
-              on_block: Callable[[BlockSpec, bool], None] | None = None) -> tuple[ProfileReport, LatencyTable]:
+              settings: MeasureSettings = MeasureSettings(), force: bool = False,
+              steadiness: Steadiness | None = BUILD_STEADINESS,
+              on_block: Callable[[BlockSpec, bool], None] | None = None,
+              on_unsteady: Callable[[str, float], None] | None = None) -> tuple[ProfileReport, LatencyTable]:
     """Open (or create) the device's table at `lut_path` and measure what it lacks of `specs`."""
     with measuring(device, lut_path, settings, force) as (profiler, table):
-        report = profile_specs(specs, profiler, table, settings, reference_every, on_block=on_block)
+        report = profile_specs(specs, profiler, table, settings, steadiness, on_block, on_unsteady)
     return report, table

@@ -154,6 +154,12 @@ class LatencyTable:
     def latency(self, key: str, force: bool = False) -> float:
         return float(self.latencies([key], force)[0])
 
+    def p10(self, key: str) -> float:
+        """The 10th percentile of a measured key's per-call time (ms per image), from its latest row."""
+        if key not in self:
+            raise MissingLatencyError(str(self.path), [key])
+        return float(self.frame.loc[self.frame["key"] == key, "p10_ms"].iloc[-1])
+
 
 def _cell(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value

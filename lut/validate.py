@@ -17,15 +17,15 @@ import numpy as np
 from scipy import stats
 
 from hwnas.arch import Arch
-from hwnas.lut.build import ReferenceBlock, measuring, profile_specs
+from hwnas.lut.build import measuring, profile_specs
 from hwnas.lut.model import LatencyModel
+from hwnas.lut.steady import ReferenceBlock, Steadiness
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import MeasureSettings, Profiler, Timing
 
 NETWORK_SETTINGS = MeasureSettings(warmup=5, min_repeats=15, max_repeats=300, target_ci=0.01, budget_s=4.0)
-STEADY_TOLERANCE = 0.05  # how far the reference block may run from its LUT row before a network is timed
+STEADY_TOLERANCE = 0.10  # how far the reference block may run from its LUT row while a network is timed
 STEADY_WAIT_S = 30.0  # how long to wait for it to come back
-STEADY_ATTEMPTS = 3  # timings of one network when the machine changed speed while it ran
 
 
 @dataclass(frozen=True)
@@ -90,32 +90,29 @@ def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, t
                      on_unsteady: Callable[[str, float], None] | None = None) -> list[NetworkTiming]:
     """Profile any blocks the table lacks, then time each whole network on the profiler's device.
 
-    Before and after each network the slowest block of the first network is re-timed against its LUT row; while it
-    runs more than `steady_tolerance` off (a noisy neighbour, throttling), measuring waits up to `steady_wait_s`,
-    and a network whose reference moved while it ran is timed again (up to STEADY_ATTEMPTS; once with no wait);
-    then it goes on and `on_unsteady(name, ratio)` is told. Comparing a LUT with networks timed on a slower machine
-    measures the machine, not the LUT."""
+    The slowest block of the first network is the reference (lut/steady.py): a network's calls count while it runs
+    within `steady_tolerance` of its LUT row's p10 (a noisy neighbour, throttling), measuring waits up to
+    `steady_wait_s` for enough of them, and `on_unsteady(name, ratio)` hears of networks timed anyway. Comparing a
+    LUT with networks timed on a slower machine measures the machine, not the LUT."""
     specs = [spec for _, arch in networks for spec in arch.specs()]
-    profile_specs(specs, profiler, table, on_block=on_block, reference_every=0)
+    profile_specs(specs, profiler, table, on_block=on_block)
     if not networks:
         return []
     spec = max(networks[0][1].specs(), key=lambda s: table.latency(s.key, force=True))
-    reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch,
-                               table.latency(spec.key, force=True))
+    reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch, table.p10(spec.key))
+    steadiness = Steadiness(steady_tolerance, steady_wait_s)
     measured = []
-    for name, arch in networks:
-        for _ in range(STEADY_ATTEMPTS if steady_wait_s > 0 else 1):
-            before = reference.settle(steady_tolerance, steady_wait_s)
-            timing, _ = profiler.measure(arch.build(), (profiler.device.batch, *arch.input_shape[1:]), settings)
-            after = reference.ratio()
-            ratio = max(before, after, key=lambda r: abs(r - 1))
-            if abs(ratio - 1) <= steady_tolerance:
-                break
-        if abs(ratio - 1) > steady_tolerance and on_unsteady:
-            on_unsteady(name, ratio)
-        measured.append(NetworkTiming(timing.per_image(profiler.device.batch), ratio))
-        if on_network:
-            on_network(name)
+    try:
+        for name, arch in networks:
+            artifact = profiler.compile(arch.build(), (profiler.device.batch, *arch.input_shape[1:]))
+            timing, ratio = reference.time(artifact, settings, steadiness)
+            if not steadiness.steady(ratio) and on_unsteady:
+                on_unsteady(name, ratio)
+            measured.append(NetworkTiming(timing.per_image(profiler.device.batch), ratio))
+            if on_network:
+                on_network(name)
+    finally:
+        reference.close()
     return measured
 
 

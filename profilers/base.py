@@ -154,6 +154,11 @@ class Profiler(ABC):
     def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
         """Latency per call of the artifact, in milliseconds."""
 
+    def open(self, artifact: Artifact) -> runners.Runner | None:
+        """The artifact loaded for call-by-call timing in this process (close it after), or None where calls are
+        timed elsewhere (a remote agent): steady-machine checks then fall back to whole timings (lut/steady.py)."""
+        return None
+
     def measure(self, model: nn.Module, input_shape: tuple[int, ...],
                 settings: MeasureSettings = MeasureSettings()) -> tuple[Timing, Artifact]:
         artifact = self.compile(model, input_shape)
@@ -178,12 +183,15 @@ class RunnerProfiler(Profiler):
         check_options(device)
         super().__init__(device, workdir)
 
-    def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
+    def open(self, artifact: Artifact) -> runners.Runner:
         try:
-            runner = runners.load_runner(self.runtime, artifact.path, artifact.input_shape, self.device.threads,
-                                         self.device.precision, self.device.options)
+            return runners.load_runner(self.runtime, artifact.path, artifact.input_shape, self.device.threads,
+                                       self.device.precision, self.device.options)
         except runners.RunnerError as error:
             raise HwnasError(f"device '{self.device.name}': {error}") from None
+
+    def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
+        runner = self.open(artifact)
         try:
             return Timing.from_samples(measure_samples(runner.call_ms, settings.to_dict()))
         finally:

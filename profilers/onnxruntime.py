@@ -18,9 +18,9 @@ from hwnas.profilers.base import (
     Profiler,
     Timing,
     cpu_model,
-    measure_calls,
     resolved_threads,
 )
+from hwnas.profilers.runners import Runner, measure_samples
 
 
 class OnnxRuntimeProfiler(Profiler):
@@ -73,7 +73,10 @@ class OnnxRuntimeProfiler(Profiler):
         options.log_severity_level = 3
         return ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
 
-    def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
+    def open(self, artifact: Artifact) -> Runner:
         session = self.session(artifact)
         feed = {INPUT_NAME: np.random.default_rng(0).standard_normal(artifact.input_shape, dtype=np.float32)}
-        return measure_calls(lambda: session.run(None, feed), settings)
+        return Runner(lambda: session.run(None, feed))
+
+    def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
+        return Timing.from_samples(measure_samples(self.open(artifact).call_ms, settings.to_dict()))

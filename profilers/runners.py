@@ -91,6 +91,43 @@ def measure_samples(call_ms: Callable[[], float], settings: dict[str, float],
             return samples
 
 
+@dataclass
+class PairedSamples:
+    """Calls of a target, each between two calls of a reference block: the target's samples that count (both
+    neighbouring reference calls within the limit), all of them, and the reference's."""
+
+    counted: list[float]
+    every: list[float]
+    reference: list[float]
+
+
+def measure_paired(call_ms: Callable[[], float], reference_ms: Callable[[], float], limit_ms: float,
+                   settings: dict[str, float], extra_s: float = 0.0,
+                   clock: Callable[[], float] = time.perf_counter) -> PairedSamples:
+    """Time `call_ms` call by call, alternating with a reference block; a sample counts when the reference calls on
+    both sides of it took at most `limit_ms` (the machine ran at its own speed). Stops by the rule of measure_samples
+    applied to the counted samples, or `budget_s + extra_s` seconds after the warm-up."""
+    warm_end = clock() + settings["warmup_s"]
+    for _ in range(int(settings["warmup"])):
+        call_ms(), reference_ms()
+    while clock() < warm_end:
+        call_ms(), reference_ms()
+    result = PairedSamples([], [], [reference_ms()])
+    deadline = clock() + settings["budget_s"] + extra_s
+    while True:
+        sample, after = call_ms(), reference_ms()
+        result.every.append(sample)
+        if result.reference[-1] <= limit_ms and after <= limit_ms:
+            result.counted.append(sample)
+        result.reference.append(after)
+        n = len(result.counted)
+        if clock() > deadline or n >= settings["max_repeats"]:
+            return result
+        if n >= settings["min_repeats"] and n % 10 == 0 and median_relative_ci(np.sort(result.counted)) <= \
+                settings["target_ci"]:
+            return result
+
+
 def timing_dict(samples_ms: Sequence[float]) -> dict[str, float]:
     """The Timing fields (median, p10, p90, mean, std, n, rel_ci) of a list of samples."""
     values = np.sort(np.asarray(samples_ms, dtype=float))

@@ -88,7 +88,7 @@ def interleaved_luts(local_name, agent_name, devices_file, specs, folder):
                   for device, profiler in ((local, local_profiler), (agent, agent_profiler))]
         for spec in specs:
             for profiler, table in zip((local_profiler, agent_profiler), tables):
-                profile_specs([spec], profiler, table, COMPARE, reference_every=0)
+                profile_specs([spec], profiler, table, COMPARE, steadiness=None)
     return tables
 
 
@@ -127,10 +127,10 @@ def test_disconnect_mid_run_loses_no_rows_and_a_rerun_resumes(devices_file, tiny
                 os.kill(profiler._session.connection.process.pid, signal.SIGKILL)
 
         with pytest.raises(HwnasError, match=r"lost the connection to agent://local .*rerun the same command") as err:
-            profile_specs(specs, profiler, table, QUICK, reference_every=0, on_block=on_block)
+            profile_specs(specs, profiler, table, QUICK, steadiness=None, on_block=on_block)
     assert "\n" not in str(err.value)
     assert LatencyTable.load(lut).keys == set(measured)
-    report, table = build_lut(device, specs, lut, QUICK, reference_every=0)
+    report, table = build_lut(device, specs, lut, QUICK, steadiness=None)
     assert report.skipped == 3 and report.measured == 3 and table.keys == {s.key for s in specs}
 
 
@@ -146,7 +146,7 @@ def test_agent_with_another_runtime_version_is_refused_unless_forced(devices_fil
     refused = runner.invoke(app, args)
     assert refused.exit_code == 1 and "different setup" in refused.output and "--force" in refused.output
     assert "1.17.0" in refused.output and current["runtime_version"] in refused.output
-    report, table = build_lut(device, tiny_space.specs()[:2], lut, QUICK, force=True, reference_every=0)
+    report, table = build_lut(device, tiny_space.specs()[:2], lut, QUICK, force=True, steadiness=None)
     assert report.measured == 2 and len(table) == 2
 
 

@@ -32,7 +32,7 @@ def models(tmp_path_factory):
     path = tmp_path_factory.mktemp("cells-lut") / "cpu.csv"
     spaces = {name: tiny(name) for name in ("darts", "nb201")}
     specs = list(dict.fromkeys(s for space in spaces.values() for s in space.specs()))
-    _, table = build_lut(get_device("cpu"), specs, path, QUICK, reference_every=0)
+    _, table = build_lut(get_device("cpu"), specs, path, QUICK, steadiness=None)
     return spaces, LatencyModel(table), path
 
 

@@ -26,7 +26,7 @@ PROXY = {"search_channels": 2, "search_layers": 3, "search_resolution": 8}
 def problem(tmp_path_factory):
     space = get_cell_space("darts", 8, 4).with_network(2, 3)
     _, table = build_lut(get_device("cpu"), space.specs(), tmp_path_factory.mktemp("ostr") / "cpu.csv", QUICK,
-                         reference_every=0)
+                         steadiness=None)
     model = LatencyModel(table)
     low, high = CellCost.from_model(space, model).range_ms
     return space, model, low, high

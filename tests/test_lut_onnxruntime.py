@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +14,8 @@ from typer.testing import CliRunner
 from hwnas.cli import app
 from hwnas.device import get_device
 from hwnas.lut import LatencyModel, LatencyTable
-from hwnas.lut.build import ReferenceBlock
+from hwnas.lut.build import measuring, profile_specs
+from hwnas.lut.steady import ReferenceBlock, Steadiness
 from hwnas.lut.validate import sample_archs
 from hwnas.profilers import get_profiler
 
@@ -46,7 +48,7 @@ def test_profile_resumes_after_kill_and_loses_nothing(tmp_path):
     lut = tmp_path / "cpu.csv"
     command = [sys.executable, "-m", "hwnas.cli", "profile", "--device", "cpu", "--space", "proxyless",
                "--resolution", "32", "--classes", "10", "--lut", str(lut), "--budget", "0.1", "--max-repeats", "30",
-               "--reference-every", "0"]
+               "--steady-wait", "0"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and (not lut.exists() or lut.read_text().count("\n") < 12):
@@ -58,7 +60,7 @@ def test_profile_resumes_after_kill_and_loses_nothing(tmp_path):
     assert rows_before >= 11
     result = runner.invoke(app, ["profile", "--device", "cpu", "--space", "proxyless", "--resolution", "32",
                                  "--classes", "10", "--lut", str(lut), "--budget", "0.1", "--max-repeats", "30",
-                                 "--reference-every", "0", "--json"])
+                                 "--steady-wait", "0", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     complete_rows = before[: before.rfind("\n") + 1]
@@ -120,3 +122,52 @@ def test_reference_block_reports_a_machine_slower_than_its_lut_row(tiny_lut, tin
         start = time.monotonic()
         assert slow.settle(tolerance=0.05, max_wait_s=0.3, pause_s=0.1) > 10
         assert time.monotonic() - start < 10
+
+
+def test_reference_block_building_a_lut_tracks_its_fastest_time(tiny_space):
+    """Without a LUT row the baseline is the reference's fastest timing, and a faster one later lowers it."""
+    spec = tiny_space.specs()[0]
+    with get_profiler(get_device("cpu")) as profiler:
+        reference = ReferenceBlock(profiler, spec, QUICK, 1, probe_pause_s=0.01)
+        assert reference.baseline > 0
+        reference.baseline *= 50  # as if the probes had all run on a machine 50x slower
+        assert reference.ratio() == 1.0 and reference.baseline < 1  # ms
+
+
+def test_blocks_timed_off_the_reference_speed_are_reported_and_noted(tmp_path, tiny_space):
+    """A tolerance no call can meet and no time to wait: every block is timed from all its calls, reported, and its
+    row says so."""
+    specs = tiny_space.specs()[:3]
+    heard = []
+    exacting, no_time = Steadiness(tolerance=1e-12, wait_s=0.0), replace(QUICK, budget_s=0.0)
+    with measuring(get_device("cpu"), tmp_path / "cpu.csv", no_time) as (profiler, table):
+        report = profile_specs(specs, profiler, table, no_time, exacting,
+                               on_unsteady=lambda key, ratio: heard.append(key))
+    assert report.measured == 3 and report.reference_ms > 0
+    assert report.reference_key in {s.key for s in tiny_space.specs()}
+    assert heard == [u.key for u in report.unsteady] == [s.key for s in specs]
+    assert all("reference_ratio=" in note for note in table.frame["note"])
+
+
+def test_paired_timing_counts_calls_at_the_reference_speed(tiny_lut, tiny_space):
+    """Against its own LUT row the machine is steady; against a row 50x too fast no call counts and the ratio says
+    how far off the machine ran."""
+    spec, target = tiny_space.specs()[0], tiny_space.specs()[5]
+    table = LatencyTable.load(tiny_lut)
+    with get_profiler(get_device("cpu")) as profiler:
+        artifact = profiler.compile(target.build(), (1, *target.input_shape))
+        for baseline, steady in ((table.p10(spec.key), True), (table.p10(spec.key) / 50, False)):
+            reference = ReferenceBlock(profiler, spec, QUICK, 1, baseline_ms=baseline)
+            timing, ratio = reference.time(artifact, QUICK, Steadiness(tolerance=0.5, wait_s=1.0))
+            reference.close()
+            assert timing.n >= QUICK.min_repeats and timing.median > 0
+            assert (abs(ratio - 1) <= 0.5) is steady and (steady or ratio > 10)
+
+
+def test_steady_blocks_leave_no_note(tmp_path, tiny_space):
+    """A tolerance every timing meets: no block is reported, no row carries a ratio."""
+    specs = tiny_space.specs()[:3]
+    with measuring(get_device("cpu"), tmp_path / "cpu.csv", QUICK) as (profiler, table):
+        report = profile_specs(specs, profiler, table, QUICK, Steadiness(tolerance=1e6, wait_s=0.0))
+    assert report.unsteady == [] and report.measured == 3
+    assert not any("reference_ratio=" in note for note in table.frame["note"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -38,13 +39,17 @@ def profile(
     target_ci: float = typer.Option(0.02, help="Stop repeating once the median's relative 95% CI is below this."),
     max_repeats: int = typer.Option(1000, help="Cap on timed calls per block."),
     budget: float = typer.Option(3.0, help="Cap on seconds of timing per block."),
-    reference_every: int = typer.Option(25, help="Re-time a reference block every N blocks to detect drift (0: off)."),
+    steady_wait: float = typer.Option(
+        30.0, "--steady-wait", min=0.0,
+        help="Seconds to wait, before each block, for a reference block to run within 10% of its fastest time; a "
+             "block timed while it moved is timed again (0: time at once; a busy machine is reported)."),
     force: bool = ForceFlag,
     as_json: bool = JsonFlag,
 ) -> None:
     """Measure each block of the space(s) on DEVICE and append it to the LUT; rerun to resume."""
     from hwnas.device import get_device
     from hwnas.lut.build import build_lut
+    from hwnas.lut.steady import BUILD_STEADINESS
     from hwnas.profilers.base import MeasureSettings
     from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
@@ -55,7 +60,8 @@ def profile(
     settings = MeasureSettings(target_ci=target_ci, max_repeats=max_repeats, budget_s=budget)
     with progress_bar(quiet=as_json) as progress:
         try:
-            report, table = build_lut(target, specs, path, settings, force, reference_every,
+            report, table = build_lut(target, specs, path, settings, force,
+                                      replace(BUILD_STEADINESS, wait_s=steady_wait),
                                       lazy_task(progress, f"profiling {device} ({path})", len(specs)))
         except KeyboardInterrupt:
             console.print(f"interrupted: rows measured so far are saved in {path}; rerun the same command to resume")
@@ -67,6 +73,9 @@ def profile(
         return
     console.print(f"{path}: measured {report.measured}, already there {report.skipped}, "
                   f"{len(table)} rows in {report.wall_s:.1f} s")
-    for event in report.drift:
-        console.print(f"[yellow]drift:[/yellow] reference block {report.reference_key} ran at {event.ratio:.2f}x "
-                      f"its first speed after block {event.index}; results after it may be skewed")
+    if report.unsteady:
+        worst = max(report.unsteady, key=lambda u: abs(u.ratio - 1))
+        console.print(f"[yellow]warning:[/yellow] {len(report.unsteady)} block(s) timed while the reference block "
+                      f"{report.reference_key} ran off its fastest time (worst {worst.ratio:.2f}x, {worst.key}); the "
+                      "machine was busy or throttled, and their rows (note: reference_ratio) may read slow",
+                      highlight=False)

@@ -1,0 +1,123 @@
+"""Measuring on a steady machine. Shared CPUs switch between their own speed and a contended one (1.5-2.5x slower)
+every second or so, and the contention slows every block and network alike (per-call correlation 0.93 here). So a
+reference block is run between the calls of whatever is timed, and only calls whose reference neighbours ran at the
+reference's own speed count (paired timing). Where calls are timed elsewhere (a remote agent) the reference is
+re-timed before and after each whole timing instead, measuring waits while it runs slow, and times again when it
+moved. Rows and networks timed at different speeds would compare the machine, not the LUT.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwnas.blocks import BlockSpec
+from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing
+from hwnas.profilers.runners import Runner, measure_paired
+
+
+@dataclass(frozen=True)
+class Steadiness:
+    """When the machine counts as steady (reference calls within `tolerance` of its baseline), how long to wait for
+    it, and (timing between checks) how many times to measure again when it moved during a measurement."""
+
+    tolerance: float = 0.10
+    wait_s: float = 30.0
+    attempts: int = 3
+    pause_s: float = 0.5
+
+    def __post_init__(self):
+        if self.tolerance <= 0 or self.wait_s < 0 or self.attempts < 1 or self.pause_s <= 0:
+            raise ValueError(f"bad steadiness {self}: tolerance and pause_s > 0, wait_s >= 0, attempts >= 1")
+
+    def steady(self, ratio: float) -> bool:
+        return abs(ratio - 1) <= self.tolerance
+
+
+BUILD_STEADINESS = Steadiness()
+BASELINE_PROBES = 5  # timings of the reference, spread over a few pauses, whose lowest p10 is a build's baseline
+
+
+class ReferenceBlock:
+    """One block compiled and loaded once, run to watch the machine's speed against a baseline: the p10 of its per-call
+    time (the machine at its own speed), from its LUT row when validating against a table, or, while building one,
+    the lowest of its own timings (a faster one seen later lowers it)."""
+
+    def __init__(self, profiler: Profiler, spec: BlockSpec, settings: MeasureSettings, batch: int,
+                 baseline_ms: float | None = None, probe_pause_s: float = 0.3):
+        self.profiler, self.settings, self.key = profiler, settings, spec.key
+        self.artifact = profiler.compile(spec.build(), (batch, *spec.input_shape))
+        self.runner = profiler.open(self.artifact)
+        self.tracks_fastest = baseline_ms is None
+        if baseline_ms is None:
+            probes = []
+            for index in range(BASELINE_PROBES):
+                if index:
+                    time.sleep(probe_pause_s)
+                probes.append(self._floor())
+            baseline_ms = min(probes)
+        self.baseline = baseline_ms
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+    def _floor(self) -> float:
+        return self.profiler.time(self.artifact, self.settings).p10
+
+    def _against_baseline(self, floor_ms: float) -> float:
+        if self.tracks_fastest and floor_ms < self.baseline:
+            self.baseline = floor_ms
+        return floor_ms / self.baseline
+
+    def ratio(self) -> float:
+        """The reference's p10 now over its baseline (1.0: the machine at its baseline speed; 1.4: 40% slower)."""
+        return self._against_baseline(self._floor())
+
+    def settle(self, tolerance: float, max_wait_s: float, pause_s: float = 2.0) -> float:
+        """Re-time until within `tolerance` of the baseline or `max_wait_s` has passed; the last ratio."""
+        deadline = time.monotonic() + max_wait_s
+        ratio = self.ratio()
+        while abs(ratio - 1) > tolerance and time.monotonic() < deadline:
+            time.sleep(pause_s)
+            ratio = self.ratio()
+        return ratio
+
+    def time(self, artifact: Artifact, settings: MeasureSettings, steadiness: Steadiness) -> tuple[Timing, float]:
+        """`artifact` timed on a steady machine, and the ratio of the reference's speed around it to its baseline
+        (within tolerance: steady; otherwise the caller says the timing is suspect)."""
+        target = self.profiler.open(artifact) if self.runner is not None else None
+        if target is None:
+            return self._time_between_checks(artifact, settings, steadiness)
+        try:
+            return self._time_paired(target, settings, steadiness)
+        finally:
+            target.close()
+
+    def _time_paired(self, target: Runner, settings: MeasureSettings, steadiness: Steadiness) -> tuple[Timing, float]:
+        """Calls that count sit between two reference calls within tolerance of the baseline; when too few did
+        within the timing budget plus the wait, every call counts and the ratio says how slow the machine was."""
+        limit = self.baseline * (1 + steadiness.tolerance)
+        paired = measure_paired(target.call_ms, self.runner.call_ms, limit, settings.to_dict(), steadiness.wait_s)
+        if len(paired.counted) >= settings.min_repeats:
+            beside = [r for before, after in zip(paired.reference, paired.reference[1:])
+                      if before <= limit and after <= limit for r in (before, after)]
+            return Timing.from_samples(paired.counted), self._against_baseline(float(np.percentile(beside, 10)))
+        return Timing.from_samples(paired.every), float(np.median(paired.reference)) / self.baseline
+
+    def _time_between_checks(self, artifact: Artifact, settings: MeasureSettings,
+                             steadiness: Steadiness) -> tuple[Timing, float]:
+        """After waiting for the reference to come within tolerance, and again (up to `attempts`) when it moved while
+        the artifact was timed; when no attempt was steady, the one nearest the baseline."""
+        best: tuple[Timing, float] | None = None
+        for _ in range(steadiness.attempts if steadiness.wait_s > 0 else 1):
+            before = self.settle(steadiness.tolerance, steadiness.wait_s, steadiness.pause_s)
+            timing = self.profiler.time(artifact, settings)
+            ratio = max(before, self.ratio(), key=lambda r: abs(r - 1))
+            if best is None or abs(ratio - 1) < abs(best[1] - 1):
+                best = (timing, ratio)
+            if steadiness.steady(ratio):
+                break
+        return best
