@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hwnas.profilers.base import MeasureSettings, Timing, measure_calls, median_relative_ci
+from hwnas.profilers.runners import measure_paired
 
 
 def test_timing_statistics_match_numpy():
@@ -49,3 +50,23 @@ def test_time_budget_caps_timing():
     settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=5, max_repeats=10**6, target_ci=1e-9, budget_s=0.05)
     timing = measure_calls(lambda: None, settings, clock=_fake_clock(0.001))
     assert timing.n < 100
+
+
+def test_paired_timing_counts_only_calls_between_two_fast_reference_calls():
+    """A machine that is slowed 2x on every third reference call: the target's calls beside a slow one never count,
+    and the counted ones are exactly those whose both neighbours ran within the limit."""
+    reference_ms = itertools.cycle([1.0, 1.0, 2.0])
+    target_ms = itertools.count(1)
+    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=6, max_repeats=6, target_ci=0.0,
+                               budget_s=1e9).to_dict()
+    paired = measure_paired(lambda: float(next(target_ms)), lambda: next(reference_ms), 1.1, settings)
+    assert len(paired.counted) == 6 and len(paired.reference) == len(paired.every) + 1
+    counted = [s for s, before, after in zip(paired.every, paired.reference, paired.reference[1:])
+               if before <= 1.1 and after <= 1.1]
+    assert paired.counted == counted and len(paired.every) > len(paired.counted)
+
+
+def test_paired_timing_gives_up_at_the_budget_with_nothing_counted():
+    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=5, budget_s=0.5).to_dict()
+    paired = measure_paired(lambda: 1.0, lambda: 9.0, 1.1, settings, extra_s=0.5, clock=_fake_clock(0.01))
+    assert paired.counted == [] and 0 < len(paired.every) < 200

@@ -35,8 +35,8 @@ LutPath = typer.Option(None, "--lut", help="LUT CSV path (default: LUT_DIR/DEVIC
 LutDir = typer.Option(Path("luts"), "--lut-dir", help="Folder of LUTs, one CSV per device.", file_okay=False)
 JsonFlag = typer.Option(False, "--json", help="Print the result as JSON on stdout (for machines).")
 SteadyWait = typer.Option(30.0, "--steady-wait", min=0.0,
-                          help="Seconds to wait, before each network, for the machine to run a reference block as fast "
-                               "as when the LUT was measured (0: measure at once; a slow machine is reported).")
+                          help="Seconds to keep timing while too few calls ran with a reference block at its own speed "
+                               "(a busy or throttled machine); then time anyway and warn (0: no waiting).")
 ForceFlag = typer.Option(False, "--force", help="Mix rows measured on different setups (fingerprints).")
 
 

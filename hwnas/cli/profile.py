@@ -14,6 +14,7 @@ from hwnas.cli.common import (
     JsonFlag,
     LutDir,
     LutPath,
+    SteadyWait,
     console,
     handles_errors,
     lazy_task,
@@ -39,10 +40,7 @@ def profile(
     target_ci: float = typer.Option(0.02, help="Stop repeating once the median's relative 95% CI is below this."),
     max_repeats: int = typer.Option(1000, help="Cap on timed calls per block."),
     budget: float = typer.Option(3.0, help="Cap on seconds of timing per block."),
-    steady_wait: float = typer.Option(
-        30.0, "--steady-wait", min=0.0,
-        help="Seconds to wait, before each block, for a reference block to run within 10% of its fastest time; a "
-             "block timed while it moved is timed again (0: time at once; a busy machine is reported)."),
+    steady_wait: float = SteadyWait,
     force: bool = ForceFlag,
     as_json: bool = JsonFlag,
 ) -> None:
