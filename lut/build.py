@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hwnas.blocks import BlockSpec
 from hwnas.device import Device
-from hwnas.lut.steady import BUILD_STEADINESS, ReferenceBlock, Steadiness
+from hwnas.lut.steady import BUILD_STEADINESS, ReferenceBlock, Steadiness, reference_spec
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers import get_profiler
 from hwnas.profilers.base import MeasureSettings, Profiler, fingerprint_id
@@ -61,8 +61,8 @@ def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: Latency
                   on_unsteady: Callable[[str, float], None] | None = None) -> ProfileReport:
     """Measure each spec not yet in `table` and append it; `on_block(spec, measured)` reports progress.
 
-    With `steadiness`, a block costlier than three in four is the reference run beside every block (lut/steady.py;
-    `on_unsteady(key, ratio)` hears of blocks that had to be timed off its speed); None times each block alone."""
+    With `steadiness`, a reference block runs beside every block (lut/steady.py; `on_unsteady(key, ratio)` hears of
+    blocks that had to be timed off its speed); None times each block alone."""
     report = ProfileReport()
     start = time.perf_counter()
     batch = profiler.device.batch
@@ -75,7 +75,7 @@ def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: Latency
     reference = None
     if todo and steadiness is not None:
         tick = time.perf_counter()
-        reference = ReferenceBlock(profiler, sorted(todo, key=_cost)[len(todo) * 3 // 4], settings, batch)
+        reference = ReferenceBlock(profiler, reference_spec(todo), settings, batch)
         report.timing_s += time.perf_counter() - tick
         report.reference_key = reference.key
     try:
@@ -113,12 +113,6 @@ def _measure_one(spec: BlockSpec, profiler: Profiler, table: LatencyTable, setti
     report.timed_ms += timing.median * timing.n
     table.append(spec, timing, note=_note(meta))
     report.measured += 1
-
-
-def _cost(spec: BlockSpec) -> int:
-    """Multiply-accumulates, roughly: parameters times output pixels."""
-    _, height, width = spec.out_shape
-    return sum(p.numel() for p in spec.build().parameters()) * height * width
 
 
 def _note(meta: dict) -> str:

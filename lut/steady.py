@@ -9,6 +9,7 @@ moved. Rows and networks timed at different speeds would compare the machine, no
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,19 @@ class Steadiness:
 
 BUILD_STEADINESS = Steadiness()
 BASELINE_PROBES = 5  # timings of the reference, spread over a few pauses, whose lowest p10 is a build's baseline
+
+
+def reference_spec(specs: Sequence[BlockSpec]) -> BlockSpec:
+    """The block to watch the machine with: the costliest at the largest output size. Its time is its own arithmetic
+    on its own activations with few weights, so it reads the same beside a small block or after a whole network
+    (a weight-heavy reference runs up to 1.5x slower after a LiteRT network has flushed it from cache)."""
+    return max(specs, key=lambda spec: (spec.out_shape[1] * spec.out_shape[2], _cost(spec)))
+
+
+def _cost(spec: BlockSpec) -> int:
+    """Multiply-accumulates, roughly: parameters times output pixels."""
+    _, height, width = spec.out_shape
+    return sum(p.numel() for p in spec.build().parameters()) * height * width
 
 
 class ReferenceBlock:

@@ -19,7 +19,7 @@ from scipy import stats
 from hwnas.arch import Arch
 from hwnas.lut.build import measuring, profile_specs
 from hwnas.lut.model import LatencyModel
-from hwnas.lut.steady import ReferenceBlock, Steadiness
+from hwnas.lut.steady import ReferenceBlock, Steadiness, reference_spec
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import MeasureSettings, Profiler, Timing
 
@@ -90,7 +90,7 @@ def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, t
                      on_unsteady: Callable[[str, float], None] | None = None) -> list[NetworkTiming]:
     """Profile any blocks the table lacks, then time each whole network on the profiler's device.
 
-    The slowest block of the first network is the reference (lut/steady.py): a network's calls count while it runs
+    A block of the networks is the reference (lut/steady.py): a network's calls count while it runs
     within `steady_tolerance` of its LUT row's p10 (a noisy neighbour, throttling), measuring waits up to
     `steady_wait_s` for enough of them, and `on_unsteady(name, ratio)` hears of networks timed anyway. Comparing a
     LUT with networks timed on a slower machine measures the machine, not the LUT."""
@@ -98,7 +98,7 @@ def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, t
     profile_specs(specs, profiler, table, on_block=on_block)
     if not networks:
         return []
-    spec = max(networks[0][1].specs(), key=lambda s: table.latency(s.key, force=True))
+    spec = reference_spec(list(dict.fromkeys(specs)))
     reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch, table.p10(spec.key))
     steadiness = Steadiness(steady_tolerance, steady_wait_s)
     measured = []
