@@ -1,7 +1,8 @@
 """Where the time of building a LUT goes: export, session creation, warm-up, timed calls, the rest.
 
 Builds the full LUT of a space into a fresh temporary table and compares its wall time with the sum of
-(median latency x timed calls), the part no profiler can avoid.
+(median latency x timed calls), the part no profiler can avoid. Then builds it again as `hwnas profile` does, with
+a reference block run beside every block (lut/steady.py), and reports what that costs.
 
     python bench/profile_throughput.py --device cpu --space fbnet --resolution 224
 """
@@ -70,6 +71,10 @@ def main() -> None:
             clock = _SessionClock(profiler)
             report = profile_specs(specs, profiler, table, settings, steadiness=None)  # steady checks off: pure parts
         wall = time.perf_counter() - start
+        start = time.perf_counter()
+        with measuring(get_device(args.device), Path(folder) / "steady.csv", settings) as (profiler, steady_table):
+            steady = profile_specs(specs, profiler, steady_table, settings)
+        steady_wall = time.perf_counter() - start
     timed_median_s = report.timed_ms / 1e3
     parts = {
         "export / conversion": report.compile_s,
@@ -87,9 +92,13 @@ def main() -> None:
     console.print(table)
     ratio = wall / timed_median_s
     console.print(f"Σ(median × timed calls) = {timed_median_s:.2f} s; wall / that = {ratio:.2f}x")
+    console.print(f"as `hwnas profile` builds it (reference {steady.reference_key} beside every block): "
+                  f"{steady_wall:.2f} s, {steady_wall / wall:.2f}x the plain build; {len(steady.unsteady)} block(s) "
+                  "timed off the reference's speed")
     result = {"device": args.device, "space": args.space, "resolution": resolution, "blocks": len(specs),
               "wall_s": wall, "sum_median_x_calls_s": timed_median_s, "wall_over_timed": ratio, "parts_s": parts,
-              "unsteady_blocks": len(report.unsteady)}
+              "steady_build": {"wall_s": steady_wall, "over_plain": steady_wall / wall,
+                               "reference": steady.reference_key, "unsteady_blocks": len(steady.unsteady)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {args.out}")
