@@ -1,7 +1,8 @@
 """Building a LUT: measure every block a space needs, append each row as it is measured, skip what is there.
 
-Each block is timed on a steady machine (lut/steady.py): a reference block is re-timed before and after it, and a
-block timed while the machine ran off its own speed (a noisy neighbour, throttling) is timed again, or reported.
+Each block is timed on a steady machine (lut/steady.py): its calls alternate with a reference block's, and only
+calls made while the reference ran at its own speed count; a block that never got enough of them (a noisy neighbour,
+throttling) is timed anyway, noted in its row and reported.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hwnas.profilers.base import MeasureSettings, Profiler, fingerprint_id
 
 @dataclass(frozen=True)
 class UnsteadyBlock:
-    """A block timed while the reference block ran `ratio` x its baseline, after waiting and timing again."""
+    """A block timed while the reference block ran `ratio` x its baseline, after waiting for it in vain."""
 
     key: str
     ratio: float

@@ -106,25 +106,25 @@ def measure_paired(call_ms: Callable[[], float], reference_ms: Callable[[], floa
                    clock: Callable[[], float] = time.perf_counter) -> PairedSamples:
     """Time `call_ms` call by call, alternating with a reference block; a sample counts when the reference calls on
     both sides of it took at most `limit_ms` (the machine ran at its own speed). Stops by the rule of measure_samples
-    applied to the counted samples, or `budget_s + extra_s` seconds after the warm-up."""
+    applied to the counted samples; while fewer than min_repeats count, goes on for up to `extra_s` more seconds."""
     warm_end = clock() + settings["warmup_s"]
     for _ in range(int(settings["warmup"])):
         call_ms(), reference_ms()
     while clock() < warm_end:
         call_ms(), reference_ms()
     result = PairedSamples([], [], [reference_ms()])
-    deadline = clock() + settings["budget_s"] + extra_s
+    deadline = clock() + settings["budget_s"]
     while True:
         sample, after = call_ms(), reference_ms()
         result.every.append(sample)
         if result.reference[-1] <= limit_ms and after <= limit_ms:
             result.counted.append(sample)
         result.reference.append(after)
-        n = len(result.counted)
-        if clock() > deadline or n >= settings["max_repeats"]:
+        n, now = len(result.counted), clock()
+        if n >= settings["max_repeats"] or now > deadline + extra_s:
             return result
-        if n >= settings["min_repeats"] and n % 10 == 0 and median_relative_ci(np.sort(result.counted)) <= \
-                settings["target_ci"]:
+        if n >= settings["min_repeats"] and (now > deadline or (
+                n % 10 == 0 and median_relative_ci(np.sort(result.counted)) <= settings["target_ci"])):
             return result
 
 
