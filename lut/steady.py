@@ -60,7 +60,7 @@ class ReferenceBlock:
     the lowest of its own timings (a faster one seen later lowers it)."""
 
     def __init__(self, profiler: Profiler, spec: BlockSpec, settings: MeasureSettings, batch: int,
-                 baseline_ms: float | None = None, probe_pause_s: float = 0.3):
+                 baseline_ms: float | None = None, probe_pause_s: float = 0.5):
         self.profiler, self.settings, self.key = profiler, settings, spec.key
         self.artifact = profiler.compile(spec.build(), (batch, *spec.input_shape))
         self.runner = profiler.open(self.artifact)
