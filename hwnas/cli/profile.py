@@ -71,6 +71,9 @@ def profile(
         return
     console.print(f"{path}: measured {report.measured}, already there {report.skipped}, "
                   f"{len(table)} rows in {report.wall_s:.1f} s")
+    if report.retimed:
+        console.print(f"{report.retimed} block(s) measured again: the machine ran faster later than when they were "
+                      "first timed", highlight=False)
     if report.unsteady:
         worst = max(report.unsteady, key=lambda u: abs(u.ratio - 1))
         console.print(f"[yellow]warning:[/yellow] {len(report.unsteady)} block(s) timed while the reference block "
