@@ -1,9 +1,10 @@
 """Measuring on a steady machine. Shared CPUs switch between their own speed and a contended one (1.5-2.5x slower)
 every second or so, and the contention slows every block and network alike (per-call correlation 0.93 here). So a
 reference block is run between the calls of whatever is timed, and only calls whose reference neighbours ran at the
-reference's own speed count (paired timing). Where calls are timed elsewhere (a remote agent) the reference is
-re-timed before and after each whole timing instead, measuring waits while it runs slow, and times again when it
-moved. Rows and networks timed at different speeds would compare the machine, not the LUT.
+reference's own speed count (paired timing). Where calls are timed elsewhere (a remote agent), or the reference
+is too quick to time call by call, it is re-timed before and after each whole timing instead: measuring waits
+while it runs slow, and times again when it moved. Rows and networks timed at different speeds would compare the
+machine, not the LUT.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class Steadiness:
 
 
 BUILD_STEADINESS = Steadiness()
+# A reference faster than this jitters more than the tolerance from call to call (timer, scheduler), so calls are
+# not paired with it; it is timed around whole timings instead (tiny blocks at 32 px run in tens of microseconds).
+PAIRED_MIN_MS = 0.1
 BASELINE_PROBES = 5  # timings of the reference, spread over a few pauses, whose lowest p10 is a build's baseline
 
 
@@ -102,7 +106,8 @@ class ReferenceBlock:
     def time(self, artifact: Artifact, settings: MeasureSettings, steadiness: Steadiness) -> tuple[Timing, float]:
         """`artifact` timed on a steady machine, and the ratio of the reference's speed around it to its baseline
         (within tolerance: steady; otherwise the caller says the timing is suspect)."""
-        target = self.profiler.open(artifact) if self.runner is not None else None
+        paired = self.runner is not None and self.baseline >= PAIRED_MIN_MS
+        target = self.profiler.open(artifact) if paired else None
         if target is None:
             return self._time_between_checks(artifact, settings, steadiness)
         try:

@@ -11,11 +11,12 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
+from hwnas.blocks import BlockSpec
 from hwnas.cli import app
 from hwnas.device import get_device
 from hwnas.lut import LatencyModel, LatencyTable
 from hwnas.lut.build import measuring, profile_specs
-from hwnas.lut.steady import ReferenceBlock, Steadiness
+from hwnas.lut.steady import PAIRED_MIN_MS, ReferenceBlock, Steadiness
 from hwnas.lut.validate import sample_archs
 from hwnas.profilers import get_profiler
 
@@ -135,8 +136,8 @@ def test_reference_block_building_a_lut_tracks_its_fastest_time(tiny_space):
 
 
 def test_blocks_timed_off_the_reference_speed_are_reported_and_noted(tmp_path, tiny_space):
-    """A tolerance no call can meet and no time to wait: every block is timed from all its calls, reported, and its
-    row says so."""
+    """A tolerance no timing can meet and no time to wait: blocks are timed anyway, reported, and their rows say so
+    (a timing that sets a new fastest reference reads exactly 1.0, so not every block need be)."""
     specs = tiny_space.specs()[:3]
     heard = []
     exacting, no_time = Steadiness(tolerance=1e-12, wait_s=0.0), replace(QUICK, budget_s=0.0)
@@ -145,23 +146,27 @@ def test_blocks_timed_off_the_reference_speed_are_reported_and_noted(tmp_path, t
                                on_unsteady=lambda key, ratio: heard.append(key))
     assert report.measured == 3 and report.reference_ms > 0
     assert report.reference_key in {s.key for s in tiny_space.specs()}
-    assert heard == [u.key for u in report.unsteady] == [s.key for s in specs]
-    assert all("reference_ratio=" in note for note in table.frame["note"])
+    assert heard == [u.key for u in report.unsteady] and set(heard) <= {s.key for s in specs}
+    assert heard, "a tolerance of 1e-12 is met by no timing"
+    assert sum("reference_ratio=" in note for note in table.frame["note"]) == len(heard)
 
 
-def test_paired_timing_counts_calls_at_the_reference_speed(tiny_lut, tiny_space):
-    """Against its own LUT row the machine is steady; against a row 50x too fast no call counts and the ratio says
-    how far off the machine ran."""
-    spec, target = tiny_space.specs()[0], tiny_space.specs()[5]
-    table = LatencyTable.load(tiny_lut)
+def test_paired_timing_counts_calls_at_the_reference_speed(tiny_space):
+    """Against its own probed baseline the machine is steady; against a baseline 5x too fast no call counts and the
+    ratio says how far off the machine ran."""
+    target = tiny_space.specs()[5]
     with get_profiler(get_device("cpu")) as profiler:
         artifact = profiler.compile(target.build(), (1, *target.input_shape))
-        for baseline, steady in ((table.p10(spec.key), True), (table.p10(spec.key) / 50, False)):
-            reference = ReferenceBlock(profiler, spec, QUICK, 1, baseline_ms=baseline)
+        probed = ReferenceBlock(profiler, BlockSpec.from_key("ir_k5_e6:s1:16x64x64>16"), QUICK, 1, probe_pause_s=0.01)
+        too_fast = ReferenceBlock(profiler, BlockSpec.from_key("ir_k5_e6:s1:16x64x64>16"), QUICK, 1,
+                                  baseline_ms=probed.baseline / 5)
+        if too_fast.baseline < PAIRED_MIN_MS:
+            pytest.skip(f"this CPU runs the reference in {probed.baseline:.3f} ms, too fast to pair calls with")
+        for reference, steady in ((probed, True), (too_fast, False)):
             timing, ratio = reference.time(artifact, QUICK, Steadiness(tolerance=0.5, wait_s=1.0))
             reference.close()
             assert timing.n >= QUICK.min_repeats and timing.median > 0
-            assert (abs(ratio - 1) <= 0.5) is steady and (steady or ratio > 10)
+            assert (abs(ratio - 1) <= 0.5) is steady and (steady or ratio > 3)
 
 
 def test_steady_blocks_leave_no_note(tmp_path, tiny_space):
