@@ -1,9 +1,10 @@
 """How well a device's LUT predicts whole networks, before and after calibration.
 
 For each device and resolution: build (or resume) the LUT of the space, fit the calibration on a few random
-networks, then measure held-out random networks plus the published ones end to end and compare. Each network is
-timed once a reference block runs at its LUT speed (or after 30 s of waiting); the "steady machine" row keeps the
-networks timed within 5% of it, so a noisy neighbour is told apart from a wrong table.
+networks, then measure held-out random networks plus the published ones end to end and compare. A network's calls
+count only while a reference block beside them runs at its LUT speed (lut/steady.py; up to 30 s of waiting); the
+"steady machine" row keeps the networks that got enough such calls, so a noisy neighbour is told apart from a wrong
+table.
 
     python bench/lut_accuracy.py --device cpu --space fbnet --resolution 224 --resolution 128
     python bench/lut_accuracy.py --device tflite-cpu --quick
