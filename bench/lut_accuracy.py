@@ -25,7 +25,8 @@ from hwnas.catalog import get_space
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.lut.calibrate import calibrate_device
-from hwnas.lut.validate import STEADY_TOLERANCE, accuracy_metrics, validate_device, write_report
+from hwnas.lut.steady import Steadiness
+from hwnas.lut.validate import accuracy_metrics, validate_device, write_report
 
 
 def run(device_name: str, space_name: str, resolution: int, samples: int, calibration_networks: int,
@@ -50,7 +51,7 @@ def run(device_name: str, space_name: str, resolution: int, samples: int, calibr
     files = write_report(validation, lut_dir / f"validate-{device_name}-{space_name}-{resolution}",
                          f"{device_name}: {space_name} @{resolution}px")
     random_only = [r for r in validation.results if r.kind == "random"]
-    steady = [r for r in random_only if abs(r.reference_ratio - 1) <= STEADY_TOLERANCE]
+    steady = [r for r in random_only if Steadiness().steady(r.reference_ratio)]
     held_out = {
         "calibrated": accuracy_metrics([r.predicted_ms for r in random_only], [r.measured.median for r in random_only]),
         "uncalibrated": accuracy_metrics([r.block_sum_ms for r in random_only],

@@ -49,7 +49,8 @@ def reference_spec(specs: Sequence[BlockSpec]) -> BlockSpec:
     """The block to watch the machine with: the costliest at the largest output size. Its time is its own arithmetic
     on its own activations with few weights, so it reads the same beside a small block or after a whole network
     (a weight-heavy reference runs up to 1.5x slower after a LiteRT network has flushed it from cache)."""
-    return max(specs, key=lambda spec: (spec.out_shape[1] * spec.out_shape[2], _cost(spec)))
+    largest = max(spec.out_shape[1] * spec.out_shape[2] for spec in specs)
+    return max((spec for spec in specs if spec.out_shape[1] * spec.out_shape[2] == largest), key=_cost)
 
 
 def _cost(spec: BlockSpec) -> int:

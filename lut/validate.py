@@ -24,8 +24,8 @@ from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import MeasureSettings, Profiler, Timing
 
 NETWORK_SETTINGS = MeasureSettings(warmup=5, min_repeats=15, max_repeats=300, target_ci=0.01, budget_s=4.0)
-STEADY_TOLERANCE = 0.10  # how far the reference block may run from its LUT row while a network is timed
-STEADY_WAIT_S = 30.0  # how long to wait for it to come back
+STEADY_TOLERANCE = Steadiness().tolerance  # how far the reference may run from its LUT row while a network is timed
+STEADY_WAIT_S = Steadiness().wait_s  # how long to wait for it to come back
 
 
 @dataclass(frozen=True)

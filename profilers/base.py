@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["Artifact", "MeasureSettings", "Profiler", "RunnerProfiler", "Timing", "cpu_model", "file_digest",
-           "fingerprint_id", "measure_calls", "median_relative_ci", "resolved_threads"]
+           "fingerprint_id", "measure_calls", "median_relative_ci", "resolved_threads", "time_runner"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,14 @@ def measure_calls(run: Callable[[], object], settings: MeasureSettings,
         return (clock() - start) * 1e3
 
     return Timing.from_samples(measure_samples(call_ms, settings.to_dict(), clock))
+
+
+def time_runner(runner: runners.Runner, settings: MeasureSettings) -> Timing:
+    """A loaded artifact timed call by call under the adaptive rule, then released."""
+    try:
+        return Timing.from_samples(measure_samples(runner.call_ms, settings.to_dict()))
+    finally:
+        runner.close()
 
 
 @dataclass(frozen=True)
@@ -191,8 +199,4 @@ class RunnerProfiler(Profiler):
             raise HwnasError(f"device '{self.device.name}': {error}") from None
 
     def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
-        runner = self.open(artifact)
-        try:
-            return Timing.from_samples(measure_samples(runner.call_ms, settings.to_dict()))
-        finally:
-            runner.close()
+        return time_runner(self.open(artifact), settings)

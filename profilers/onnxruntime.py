@@ -19,8 +19,9 @@ from hwnas.profilers.base import (
     Timing,
     cpu_model,
     resolved_threads,
+    time_runner,
 )
-from hwnas.profilers.runners import Runner, measure_samples
+from hwnas.profilers.runners import Runner
 
 
 class OnnxRuntimeProfiler(Profiler):
@@ -79,4 +80,4 @@ class OnnxRuntimeProfiler(Profiler):
         return Runner(lambda: session.run(None, feed))
 
     def time(self, artifact: Artifact, settings: MeasureSettings = MeasureSettings()) -> Timing:
-        return Timing.from_samples(measure_samples(self.open(artifact).call_ms, settings.to_dict()))
+        return time_runner(self.open(artifact), settings)

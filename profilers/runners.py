@@ -70,14 +70,19 @@ def median_relative_ci(sorted_values: Sequence[float], z: float = 1.96) -> float
     return float(sorted_values[high] - sorted_values[low]) / 2 / median if median > 0 else float("inf")
 
 
+def _warm_up(call: Callable[[], object], settings: dict[str, float], clock: Callable[[], float]) -> None:
+    """`warmup` calls, then more until `warmup_s` seconds have passed since the start."""
+    warm_end = clock() + settings["warmup_s"]
+    for _ in range(int(settings["warmup"])):
+        call()
+    while clock() < warm_end:
+        call()
+
+
 def measure_samples(call_ms: Callable[[], float], settings: dict[str, float],
                     clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """Per-call durations (ms) under the adaptive rule: warm up, repeat until the median's CI or a cap."""
-    warm_end = clock() + settings["warmup_s"]
-    for _ in range(int(settings["warmup"])):
-        call_ms()
-    while clock() < warm_end:
-        call_ms()
+    _warm_up(call_ms, settings, clock)
     samples: list[float] = []
     deadline = clock() + settings["budget_s"]
     while True:
@@ -107,11 +112,7 @@ def measure_paired(call_ms: Callable[[], float], reference_ms: Callable[[], floa
     """Time `call_ms` call by call, alternating with a reference block; a sample counts when the reference calls on
     both sides of it took at most `limit_ms` (the machine ran at its own speed). Stops by the rule of measure_samples
     applied to the counted samples; while fewer than min_repeats count, goes on for up to `extra_s` more seconds."""
-    warm_end = clock() + settings["warmup_s"]
-    for _ in range(int(settings["warmup"])):
-        call_ms(), reference_ms()
-    while clock() < warm_end:
-        call_ms(), reference_ms()
+    _warm_up(lambda: (call_ms(), reference_ms()), settings, clock)
     result = PairedSamples([], [], [reference_ms()])
     deadline = clock() + settings["budget_s"]
     while True:
