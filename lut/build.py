@@ -15,7 +15,14 @@ from pathlib import Path
 
 from hwnas.blocks import BlockSpec
 from hwnas.device import Device
-from hwnas.lut.steady import BUILD_STEADINESS, ReferenceBlock, Steadiness, reference_spec
+from hwnas.lut.steady import (
+    BUILD_STEADINESS,
+    ReferenceBlock,
+    Steadiness,
+    reference_spec,
+    remember_reference,
+    stored_baseline,
+)
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers import get_profiler
 from hwnas.profilers.base import MeasureSettings, Profiler, fingerprint_id
@@ -77,7 +84,9 @@ def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: Latency
     reference = None
     if todo and steadiness is not None:
         tick = time.perf_counter()
-        reference = ReferenceBlock(profiler, reference_spec(todo), settings, batch)
+        spec = reference_spec(unique)  # of every block asked for, so a resumed build keeps its reference
+        reference = ReferenceBlock(profiler, spec, settings, batch, stored_baseline(table, spec.key),
+                                   tracks_fastest=True)
         report.timing_s += time.perf_counter() - tick
         report.reference_key = reference.key
     try:
@@ -97,6 +106,7 @@ def profile_specs(specs: Sequence[BlockSpec], profiler: Profiler, table: Latency
     finally:
         if reference:
             report.reference_ms = reference.baseline
+            remember_reference(table, reference)
             reference.close()
     report.wall_s = time.perf_counter() - start
     return report

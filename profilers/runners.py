@@ -99,11 +99,15 @@ def measure_samples(call_ms: Callable[[], float], settings: dict[str, float],
 @dataclass
 class PairedSamples:
     """Calls of a target, each between two calls of a reference block: the target's samples that count (both
-    neighbouring reference calls within the limit), all of them, and the reference's."""
+    neighbouring reference calls within the limit), all of them, and the reference's (one more than the target's).
+    `relative` and `every_relative` are the same samples over the mean of their two reference neighbours: the
+    target's time in units of the reference's, which cancels most of a shared machine's drift."""
 
     counted: list[float]
     every: list[float]
     reference: list[float]
+    relative: list[float]
+    every_relative: list[float]
 
 
 def measure_paired(call_ms: Callable[[], float], reference_ms: Callable[[], float], limit_ms: float,
@@ -111,21 +115,25 @@ def measure_paired(call_ms: Callable[[], float], reference_ms: Callable[[], floa
                    clock: Callable[[], float] = time.perf_counter) -> PairedSamples:
     """Time `call_ms` call by call, alternating with a reference block; a sample counts when the reference calls on
     both sides of it took at most `limit_ms` (the machine ran at its own speed). Stops by the rule of measure_samples
-    applied to the counted samples; while fewer than min_repeats count, goes on for up to `extra_s` more seconds."""
+    applied to the counted relative samples; while fewer than min_repeats count, goes on for up to `extra_s` more
+    seconds."""
     _warm_up(lambda: (call_ms(), reference_ms()), settings, clock)
-    result = PairedSamples([], [], [reference_ms()])
+    result = PairedSamples([], [], [reference_ms()], [], [])
     deadline = clock() + settings["budget_s"]
     while True:
-        sample, after = call_ms(), reference_ms()
+        sample, before, after = call_ms(), result.reference[-1], reference_ms()
+        relative = 2 * sample / (before + after)
         result.every.append(sample)
-        if result.reference[-1] <= limit_ms and after <= limit_ms:
+        result.every_relative.append(relative)
+        if before <= limit_ms and after <= limit_ms:
             result.counted.append(sample)
+            result.relative.append(relative)
         result.reference.append(after)
         n, now = len(result.counted), clock()
         if n >= settings["max_repeats"] or now > deadline + extra_s:
             return result
         if n >= settings["min_repeats"] and (now > deadline or (
-                n % 10 == 0 and median_relative_ci(np.sort(result.counted)) <= settings["target_ci"])):
+                n % 10 == 0 and median_relative_ci(np.sort(result.relative)) <= settings["target_ci"])):
             return result
 
 

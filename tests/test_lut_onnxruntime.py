@@ -16,7 +16,7 @@ from hwnas.cli import app
 from hwnas.device import get_device
 from hwnas.lut import LatencyModel, LatencyTable
 from hwnas.lut.build import measuring, profile_specs
-from hwnas.lut.steady import PAIRED_MIN_MS, ReferenceBlock, Steadiness
+from hwnas.lut.steady import PAIRED_MIN_MS, ReferenceBlock, Steadiness, reference_spec, stored_baseline
 from hwnas.lut.validate import sample_archs
 from hwnas.profilers import get_profiler
 
@@ -162,11 +162,14 @@ def test_paired_timing_counts_calls_at_the_reference_speed(tiny_space):
                                   baseline_ms=probed.baseline / 5)
         if too_fast.baseline < PAIRED_MIN_MS:
             pytest.skip(f"this CPU runs the reference in {probed.baseline:.3f} ms, too fast to pair calls with")
+        medians = []
         for reference, steady in ((probed, True), (too_fast, False)):
             timing, ratio = reference.time(artifact, QUICK, Steadiness(tolerance=0.5, wait_s=1.0))
             reference.close()
             assert timing.n >= QUICK.min_repeats and timing.median > 0
             assert (abs(ratio - 1) <= 0.5) is steady and (steady or ratio > 3)
+            medians.append(timing.median)
+        assert 2.5 < medians[0] / medians[1] < 10, "calls are scaled to the baseline's speed"
 
 
 def test_steady_blocks_leave_no_note(tmp_path, tiny_space):
@@ -176,3 +179,19 @@ def test_steady_blocks_leave_no_note(tmp_path, tiny_space):
         report = profile_specs(specs, profiler, table, QUICK, Steadiness(tolerance=1e6, wait_s=0.0))
     assert report.unsteady == [] and report.measured == 3
     assert not any("reference_ratio=" in note for note in table.frame["note"])
+
+
+def test_a_table_remembers_its_reference_for_later_timings(tmp_path, tiny_space):
+    """The baseline a build timed its rows against is stored with the table under the reference's key; a resumed
+    build of the same blocks times beside the same reference and starts from that baseline."""
+    specs = tiny_space.specs()
+    loose = Steadiness(tolerance=1e6, wait_s=0.0)
+    with measuring(get_device("cpu"), tmp_path / "cpu.csv", QUICK) as (profiler, table):
+        first = profile_specs(specs[:2], profiler, table, QUICK, loose)
+    stored = LatencyTable.load(tmp_path / "cpu.csv").meta["references"]
+    assert stored == {first.reference_key: first.reference_ms}
+    with measuring(get_device("cpu"), tmp_path / "cpu.csv", QUICK) as (profiler, table):
+        assert stored_baseline(table, first.reference_key) == first.reference_ms
+        later = profile_specs(specs[:4], profiler, table, QUICK, loose)
+    assert later.skipped == 2 and later.reference_key == reference_spec(specs[:4]).key
+    assert later.reference_ms <= stored.get(later.reference_key, float("inf"))

@@ -66,7 +66,21 @@ def test_paired_timing_counts_only_calls_between_two_fast_reference_calls():
     assert paired.counted == counted and len(paired.every) > len(paired.counted)
 
 
-def test_paired_timing_gives_up_at_the_budget_with_nothing_counted():
-    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=5, budget_s=0.5).to_dict()
-    paired = measure_paired(lambda: 1.0, lambda: 9.0, 1.1, settings, extra_s=0.5, clock=_fake_clock(0.01))
-    assert paired.counted == [] and 0 < len(paired.every) < 200
+def test_paired_timing_scales_each_call_by_its_reference_neighbours():
+    """A target that slows with the machine (3x the reference call before it) reads 3 reference units whenever the
+    machine held one speed around it, fast or 2x slow."""
+    reference_ms = itertools.cycle([1.0, 1.0, 2.0, 2.0])
+    last = [1.0]
+
+    def reference() -> float:
+        last[0] = next(reference_ms)
+        return last[0]
+
+    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=4, max_repeats=4, target_ci=0.0,
+                               budget_s=1e9).to_dict()
+    paired = measure_paired(lambda: 3 * last[0], reference, 1.1, settings)
+    neighbours = list(zip(paired.reference, paired.reference[1:]))
+    assert paired.every_relative == pytest.approx([2 * s / (b + a) for s, (b, a) in zip(paired.every, neighbours)])
+    held = [r for r, (b, a) in zip(paired.every_relative, neighbours) if b == a]
+    assert set(paired.every) == {3.0, 6.0} and held == pytest.approx([3.0] * len(held)) and len(held) > 4
+    assert paired.relative == pytest.approx([3.0] * 4) and len(paired.counted) == 4
