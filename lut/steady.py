@@ -139,13 +139,15 @@ class ReferenceBlock:
         machine had run at the baseline's speed (drift within the tolerance cancels, call by call)."""
         limit = self.baseline * (1 + steadiness.tolerance)
         paired = measure_paired(target.call_ms, self.runner.call_ms, limit, settings.to_dict(), steadiness.wait_s)
-        if len(paired.counted) >= settings.min_repeats:
+        enough = len(paired.counted) >= settings.min_repeats
+        if enough:
             beside = [r for before, after in zip(paired.reference, paired.reference[1:])
                       if before <= limit and after <= limit for r in (before, after)]
             ratio = self._against_baseline(float(np.percentile(beside, 10)))
-            return Timing.from_samples([r * self.baseline for r in paired.relative]), ratio
-        ratio = float(np.median(paired.reference)) / self.baseline
-        return Timing.from_samples([r * self.baseline for r in paired.every_relative]), ratio
+        else:
+            ratio = float(np.median(paired.reference)) / self.baseline
+        relative = paired.relative if enough else paired.every_relative
+        return Timing.from_samples([r * self.baseline for r in relative]), ratio
 
     def _time_between_checks(self, artifact: Artifact, settings: MeasureSettings,
                              steadiness: Steadiness) -> tuple[Timing, float]:

@@ -182,16 +182,26 @@ def test_steady_blocks_leave_no_note(tmp_path, tiny_space):
 
 
 def test_a_table_remembers_its_reference_for_later_timings(tmp_path, tiny_space):
-    """The baseline a build timed its rows against is stored with the table under the reference's key; a resumed
-    build of the same blocks times beside the same reference and starts from that baseline."""
-    specs = tiny_space.specs()
+    """The baseline a build timed its rows against is stored with the table under the reference's key, even when
+    the build is interrupted; the resumed build times beside the same reference and starts from that baseline."""
+    specs = tiny_space.specs()[:4]
     loose = Steadiness(tolerance=1e6, wait_s=0.0)
+
+    done = []
+
+    def interrupt_after_two(spec, measured):
+        done.append(spec)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
     with measuring(get_device("cpu"), tmp_path / "cpu.csv", QUICK) as (profiler, table):
-        first = profile_specs(specs[:2], profiler, table, QUICK, loose)
+        with pytest.raises(KeyboardInterrupt):
+            profile_specs(specs, profiler, table, QUICK, loose, on_block=interrupt_after_two)
+    reference_key = reference_spec(specs).key
     stored = LatencyTable.load(tmp_path / "cpu.csv").meta["references"]
-    assert stored == {first.reference_key: first.reference_ms}
+    assert list(stored) == [reference_key] and stored[reference_key] > 0
     with measuring(get_device("cpu"), tmp_path / "cpu.csv", QUICK) as (profiler, table):
-        assert stored_baseline(table, first.reference_key) == first.reference_ms
-        later = profile_specs(specs[:4], profiler, table, QUICK, loose)
-    assert later.skipped == 2 and later.reference_key == reference_spec(specs[:4]).key
-    assert later.reference_ms <= stored.get(later.reference_key, float("inf"))
+        assert stored_baseline(table, reference_key) == stored[reference_key]
+        resumed = profile_specs(specs, profiler, table, QUICK, loose)
+    assert resumed.skipped == 2 and resumed.measured == 2 and resumed.reference_key == reference_key
+    assert resumed.reference_ms <= stored[reference_key]

@@ -84,3 +84,9 @@ def test_paired_timing_scales_each_call_by_its_reference_neighbours():
     held = [r for r, (b, a) in zip(paired.every_relative, neighbours) if b == a]
     assert set(paired.every) == {3.0, 6.0} and held == pytest.approx([3.0] * len(held)) and len(held) > 4
     assert paired.relative == pytest.approx([3.0] * 4) and len(paired.counted) == 4
+
+
+def test_paired_timing_gives_up_at_the_budget_with_nothing_counted():
+    settings = MeasureSettings(warmup=0, warmup_s=0, min_repeats=5, budget_s=0.5).to_dict()
+    paired = measure_paired(lambda: 1.0, lambda: 9.0, 1.1, settings, extra_s=0.5, clock=_fake_clock(0.01))
+    assert paired.counted == [] and 0 < len(paired.every) < 200
