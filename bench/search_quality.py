@@ -1,11 +1,15 @@
 """Does the search pay off? On the embedded digits data, each strategy's network against the best of N random
 networks of the same space meeting the same budget (predicted latency within [floor · budget, budget]), all
-trained from scratch with the same schedule and scored on the held-out test split.
+trained from scratch with the same schedule and scored on the held-out test split as the mean of 3 trainings
+(seeds 0, 1, 2; one test image is 0.28% of digits' 359). The space's fastest network is trained too: where it
+scores like the best random one, the data cannot tell the space's architectures apart.
 
     python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each, 8 search epochs
-                                                  # (2 warm-up), 10 training epochs: 44 trainings, about 75 min on
-                                                  # 2 CPU cores with --threads 2 (faster with CUDA: --torch-device)
+                                                  # (2 warm-up), 10 training epochs, 3 seeds: 36 trainings per
+                                                  # strategy, about 30 min each on 2 CPU cores with --threads 2
+                                                  # (DenseNAS about 100); --seeds 1 for a third of that
     python bench/search_quality.py --quick        # tiny spaces, a subset of digits, 3 random networks (~2 min)
+    python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
 
 FBNet runs with the paper's soft masks: a supernet of separate candidate weights trained one random path per step
 (FBNet --fbnet-hard, and likewise ProxylessNAS's sampled paths and DenseNAS's) stays at chance accuracy in 8 epochs
@@ -54,13 +58,26 @@ def random_in_band(space: Any, model: Any, budget: float, floor: float, rng: ran
     return space.arch(list(projection.choices)), "projected"
 
 
-def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: SearchConfig) -> float:
-    torch.manual_seed(config.seed)
-    model = arch.build()
-    train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
-                  momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=config.seed,
-                  device=resolve_device(config.torch_device))
-    return accuracy(model, splits["test"])
+def fastest_network(space: Any, model: Any) -> Arch | None:
+    """The chain space's fastest architecture (None for a dense space): if it scores like the best random network,
+    the data cannot tell the space's architectures apart and no search can beat them but by chance."""
+    if isinstance(space, DenseSpace):
+        return None
+    return space.arch([int(np.argmin(t.numpy())) for t in chain_cost(space, model).candidates_ms])
+
+
+def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: SearchConfig, seeds: int = 1) -> float:
+    """Test accuracy after training from scratch, averaged over `seeds` trainings (seed, seed + 1, ...): one test
+    image is 0.28% of digits' test split, about the spread between trainings of one network."""
+    scores = []
+    for seed in range(config.seed, config.seed + seeds):
+        torch.manual_seed(seed)
+        model = arch.build()
+        train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
+                      momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
+                      device=resolve_device(config.torch_device))
+        scores.append(accuracy(model, splits["test"]))
+    return float(np.mean(scores))
 
 
 def main() -> None:
@@ -72,7 +89,9 @@ def main() -> None:
     parser.add_argument("--search-epochs", type=int, default=None, help="default 8 (quick 3)")
     parser.add_argument("--warmup-epochs", type=int, default=2, help="search epochs training weights only")
     parser.add_argument("--train-epochs", type=int, default=None, help="default 10 (quick 4)")
+    parser.add_argument("--seeds", type=int, default=None, help="trainings averaged per network (default 3, quick 1)")
     parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--data", default="digits", help="dataset: digits (embedded), cifar10:PATH, a folder, ...")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lut", type=Path, default=None, help="LUT CSV (default luts/cpu.csv; quick: a temp)")
     parser.add_argument("--threads", type=int, default=1)
@@ -86,11 +105,12 @@ def main() -> None:
     count = args.random or (3 if args.quick else 10)
     search_epochs = args.search_epochs or (3 if args.quick else 8)
     train_epochs = args.train_epochs or (4 if args.quick else 10)
+    seeds = args.seeds or (1 if args.quick else 3)
     workdir = Path(tempfile.mkdtemp(prefix="hwnas-bench-"))
     lut = args.lut or (workdir / "cpu.csv" if args.quick else Path("luts/cpu.csv"))
     spaces = {s: bench_space(s, args.quick, args.resolution) for s in args.strategies}
     model = measured_model(lut, list(spaces.values()), "cpu", args.quick)
-    data = DataConfig(resolution=args.resolution, limit=320 if args.quick else 0)
+    data = DataConfig(source=args.data, resolution=args.resolution, limit=320 if args.quick else 0)
     base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
                         threads=args.threads, seed=args.seed,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
@@ -104,29 +124,34 @@ def main() -> None:
         result = run_search(replace(base, strategy=strategy, space=space.name, strategy_params=params),
                             workdir / strategy, space=space)
         budget, floor = result.config.budget_ms, result.config.budget_floor
-        searched = train_and_test(result.derivation.arch, splits, train_epochs, base)
+        searched = train_and_test(result.derivation.arch, splits, train_epochs, base, seeds)
         console.print(f"{strategy}: searched network {result.derivation.predicted_ms:.3f} ms (budget {budget:.3f}), "
                       f"test accuracy {searched:.4f} after {time.perf_counter() - start:.0f} s")
         rng = random.Random(args.seed)
         randoms = []
         for index in range(count):
             arch, how = random_in_band(space, model, budget, floor, rng)
-            randoms.append({"acc": train_and_test(arch, splits, train_epochs, base), "how": how,
+            randoms.append({"acc": train_and_test(arch, splits, train_epochs, base, seeds), "how": how,
                             "predicted_ms": model.predict(arch), "arch": arch.to_string()})
             console.print(f"  random {index + 1}/{count}: {randoms[-1]['predicted_ms']:.3f} ms, "
                           f"test accuracy {randoms[-1]['acc']:.4f}")
         best = max(r["acc"] for r in randoms)
+        fastest = fastest_network(space, model)
+        fastest_acc = train_and_test(fastest, splits, train_epochs, base, seeds) if fastest else None
+        if fastest:
+            console.print(f"  fastest network {model.predict(fastest):.3f} ms, test accuracy {fastest_acc:.4f}")
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
                      "predicted_ms": result.derivation.predicted_ms, "derivation": result.derivation.method,
                      "searched_acc": searched, "best_random_acc": best,
                      "mean_random_acc": float(np.mean([r["acc"] for r in randoms])),
-                     "beats_best_random": searched > best,
+                     "beats_best_random": searched > best, "fastest_acc": fastest_acc,
                      "random": count, "seconds": time.perf_counter() - start,
                      "arch": result.derivation.arch.to_string(), "randoms": randoms})
     report(f"searched vs best of {count} random networks in [{base.budget_floor:g}, 1] x budget",
            ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "best_random_acc",
-            "mean_random_acc", "beats_best_random", "seconds"], rows, args.out,
+            "mean_random_acc", "beats_best_random", "fastest_acc", "seconds"], rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs, "train_epochs": train_epochs,
+            "seeds": seeds,
             "resolution": args.resolution, "seed": args.seed, "lut": str(lut)})
 
 
