@@ -6,7 +6,7 @@ scores like the best random one, the data cannot tell the space's architectures 
 
     python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each, 8 search epochs
                                                   # (2 warm-up), 10 training epochs, 3 seeds: 36 trainings per
-                                                  # strategy, about 30 min each on 2 CPU cores with --threads 2
+                                                  # strategy, 30-45 min each on 2 CPU cores with --threads 2
                                                   # (DenseNAS about 100); --seeds 1 for a third of that
     python bench/search_quality.py --quick        # tiny spaces, a subset of digits, 3 random networks (~2 min)
     python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
