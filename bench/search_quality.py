@@ -1,8 +1,8 @@
-"""Does the search pay off? On the embedded digits data, each strategy's network against the best of N random
-networks of the same space meeting the same budget (predicted latency within [floor · budget, budget]), all
-trained from scratch with the same schedule and scored on the held-out test split as the mean of 3 trainings
-(seeds 0, 1, 2; one test image is 0.28% of digits' 359). The space's fastest network is trained too: where it
-scores like the best random one, the data cannot tell the space's architectures apart.
+"""Does the search pay off? On the embedded digits data (or --data), each strategy's network against the best
+of N random networks of the same space meeting the same budget (predicted latency within [floor · budget,
+budget]), all trained from scratch with the same schedule and scored on the held-out test split as the mean of 3
+trainings (seeds 0, 1, 2; one test image is 0.28% of digits' 359). The space's fastest network is trained too:
+where it scores like the best random one, the data cannot tell the space's architectures apart.
 
     python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each, 8 search epochs
                                                   # (2 warm-up), 10 training epochs, 3 seeds: 36 trainings per
@@ -69,13 +69,14 @@ def fastest_network(space: Any, model: Any) -> Arch | None:
 def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: SearchConfig, seeds: int = 1) -> float:
     """Test accuracy after training from scratch, averaged over `seeds` trainings (seed, seed + 1, ...): one test
     image is 0.28% of digits' test split, about the spread between trainings of one network."""
+    device = resolve_device(config.torch_device)
     scores = []
     for seed in range(config.seed, config.seed + seeds):
         torch.manual_seed(seed)
         model = arch.build()
         train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
                       momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
-                      device=resolve_device(config.torch_device))
+                      device=device)
         scores.append(accuracy(model, splits["test"]))
     return float(np.mean(scores))
 
@@ -136,9 +137,9 @@ def main() -> None:
             console.print(f"  random {index + 1}/{count}: {randoms[-1]['predicted_ms']:.3f} ms, "
                           f"test accuracy {randoms[-1]['acc']:.4f}")
         best = max(r["acc"] for r in randoms)
-        fastest = fastest_network(space, model)
-        fastest_acc = train_and_test(fastest, splits, train_epochs, base, seeds) if fastest else None
-        if fastest:
+        fastest, fastest_acc = fastest_network(space, model), None
+        if fastest is not None:
+            fastest_acc = train_and_test(fastest, splits, train_epochs, base, seeds)
             console.print(f"  fastest network {model.predict(fastest):.3f} ms, test accuracy {fastest_acc:.4f}")
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
                      "predicted_ms": result.derivation.predicted_ms, "derivation": result.derivation.method,

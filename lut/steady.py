@@ -139,14 +139,14 @@ class ReferenceBlock:
         machine had run at the baseline's speed (drift within the tolerance cancels, call by call)."""
         limit = self.baseline * (1 + steadiness.tolerance)
         paired = measure_paired(target.call_ms, self.runner.call_ms, limit, settings.to_dict(), steadiness.wait_s)
-        enough = len(paired.counted) >= settings.min_repeats
-        if enough:
+        if len(paired.counted) >= settings.min_repeats:
             beside = [r for before, after in zip(paired.reference, paired.reference[1:])
                       if before <= limit and after <= limit for r in (before, after)]
             ratio = self._against_baseline(float(np.percentile(beside, 10)))
+            relative = paired.relative
         else:
             ratio = float(np.median(paired.reference)) / self.baseline
-        relative = paired.relative if enough else paired.every_relative
+            relative = paired.every_relative
         return Timing.from_samples([r * self.baseline for r in relative]), ratio
 
     def _time_between_checks(self, artifact: Artifact, settings: MeasureSettings,
