@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=None, help="default 10 (quick 4)")
     parser.add_argument("--seeds", type=int, default=None, help="trainings averaged per network (default 3, quick 1)")
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--data", default="digits", help="dataset: digits (embedded), cifar10:PATH, a folder, ...")
+    parser.add_argument("--data", default="digits", help="digits, digits-hard (embedded), cifar10:PATH, a folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lut", type=Path, default=None, help="LUT CSV (default luts/cpu.csv; quick: a temp)")
     parser.add_argument("--threads", type=int, default=1)

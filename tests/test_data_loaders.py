@@ -1,7 +1,9 @@
-"""Data: the embedded digits, CIFAR python pickles and image folders; disjoint fixed splits; torch transforms."""
+"""Data: the embedded digits (plain and distorted), CIFAR python pickles and image folders; disjoint fixed splits;
+torch transforms."""
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from hwnas.data import SPLITS, load_dataset, load_splits
-from hwnas.data.transforms import random_hflip, random_shift, resize
+from hwnas.data.transforms import affine_warp, random_hflip, random_shift, resize
 from hwnas.errors import ConfigError
 
 
@@ -32,6 +34,26 @@ def test_digits_splits_are_disjoint_and_fixed():
     assert splits["train"].num_classes == 10 and splits["test"].shift == 0 and splits["train"].shift > 0
     seen = sum(len(yb) for _, yb in splits["test"].batches(100, shuffle=False, augment=False, drop_last=False))
     assert seen == len(splits["test"])
+
+
+def test_digits_hard_is_a_fixed_distortion_of_digits():
+    plain, hard = load_dataset("digits", 16, "test"), load_dataset("digits-hard", 16, "test")
+    again = load_dataset("digits-hard", 16, "test")
+    assert torch.equal(hard.images, again.images) and torch.equal(hard.labels, plain.labels)
+    assert hard.images.shape == plain.images.shape and hard.name == "digits-hard" and not hard.flip
+    assert not torch.equal(hard.images[:, 0], hard.images[:, 1]), "colours differ per channel"
+    difference = (hard.images.float() - plain.images.float()).abs().mean()
+    assert difference > 30, f"distortion too weak: mean pixel change {difference:.1f} of 255"
+
+
+def test_affine_warp_identity_rotation_and_shift():
+    images = torch.rand(2, 1, 9, 9)
+    zero, one, still = torch.zeros(2), torch.ones(2), torch.zeros(2, 2)
+    assert torch.allclose(affine_warp(images, zero, one, zero, still), images, atol=1e-5)
+    quarter = affine_warp(images, torch.full((2,), math.pi / 2), one, zero, still)
+    assert torch.allclose(quarter, torch.rot90(images, -1, (-2, -1)), atol=1e-4)  # clockwise: rows run downwards
+    one_pixel_right = affine_warp(images, zero, one, zero, torch.tensor([[2 / 9, 0.0]] * 2))
+    assert torch.allclose(one_pixel_right[..., 1:], images[..., :-1], atol=1e-5)
 
 
 def test_weight_and_arch_splits_do_not_share_images():

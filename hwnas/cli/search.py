@@ -23,8 +23,8 @@ def search(
     latency_budget: str = typer.Option(None, "--latency-budget", "-b",
                                        help="Budget: 20ms, 0.02s, 20000us, or a share of the space's feasible "
                                             "range on the device, e.g. 50%."),
-    data: str = typer.Option(None, "--data", help="digits (embedded), cifar10:PATH, cifar100:PATH or an image "
-                             "folder [default: digits]."),
+    data: str = typer.Option(None, "--data", help="digits or digits-hard (embedded), cifar10:PATH, "
+                             "cifar100:PATH or an image folder [default: digits]."),
     epochs: int = typer.Option(None, "--epochs", "-e", help="Search epochs [default: 4]."),
     warmup_epochs: int = typer.Option(None, "--warmup-epochs", help="Weights-only epochs first [default: 1]."),
     seed: int = typer.Option(None, "--seed", help="Seed of weights, sampling and data order [default: 0]."),

@@ -15,6 +15,19 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
 
 
+def affine_warp(images: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shear: torch.Tensor,
+                shift: torch.Tensor) -> torch.Tensor:
+    """Per-image affine warp of float (N, C, H, W): rotation (radians), zoom, horizontal shear and shift (in units
+    of half the image); what falls outside is zero."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    forward = torch.stack([torch.stack([cos, -sin + shear * cos], -1), torch.stack([sin, cos + shear * sin], -1)], -2)
+    forward = forward * scale.view(-1, 1, 1)
+    inverse = torch.linalg.inv(forward)
+    theta = torch.cat([inverse, -(inverse @ shift.unsqueeze(-1))], -1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.round().clamp(0, 255).to(torch.uint8)
 
