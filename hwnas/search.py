@@ -86,7 +86,13 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
             build_lut(device, specs, path, on_block=lambda spec, measured: reporter.profiled(spec.key, measured))
         ranks.barrier()
         table = LatencyTable.load(path)
-    return LatencyModel(table), path
+    model = LatencyModel(table)
+    if ranks.is_main and space.resolution not in model.calibrations:
+        reporter.note(f"{path}: not calibrated at {space.resolution}px, so latencies are plain sums of blocks timed "
+                      f"alone (often tens of percent off a whole network); `hwnas lut calibrate --device "
+                      f"{device.name} --space {config.space} --resolution {space.resolution} --classes "
+                      f"{space.num_classes}" + (f" --lut {path}" if config.lut else "") + "` fits the correction")
+    return model, path
 
 
 def _seed_everything(seed: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from typer.testing import CliRunner
@@ -83,3 +84,37 @@ def test_other_refusals(folder, tmp_path):
     nothing = runner.invoke(app, ["search", "--out", str(tmp_path / "e"), "--resume"])
     assert "no config.yaml" in _error(nothing)
     assert "no config.yaml" in _error(runner.invoke(app, ["train", str(tmp_path / "e")]))
+
+
+class _Notes:
+    """A reporter that keeps the notes a search prints."""
+
+    def __init__(self):
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def test_uncalibrated_lut_is_announced_with_the_command_that_fixes_it(folder, tmp_path):
+    from hwnas.config import SearchConfig
+    from hwnas.lut.calibrate import calibrate_from_timings
+    from hwnas.lut.table import LatencyTable
+    from hwnas.search import open_latency_model
+    from hwnas.train import Ranks
+
+    lut = tmp_path / "cpu.csv"
+    for suffix in (".csv", ".meta.json"):
+        (tmp_path / f"cpu{suffix}").write_bytes((folder / f"cpu{suffix}").read_bytes())
+    space = tiny_chain(folder)
+    config = SearchConfig(device="cpu", space=str(write_tiny_chain(folder)), lut=str(lut))
+    reporter = _Notes()
+    open_latency_model(config, space, Ranks(), reporter)
+    assert len(reporter.notes) == 1 and "not calibrated at 16px" in reporter.notes[0]
+    assert f"hwnas lut calibrate --device cpu --space {config.space} --resolution 16 --classes 10 --lut {lut}" \
+        in reporter.notes[0]
+    archs = [space.sample(random.Random(seed)) for seed in range(3)]
+    calibrate_from_timings(LatencyTable.load(lut), archs, [1.0, 2.0, 3.0])  # stored in cpu.meta.json
+    calibrated = _Notes()
+    open_latency_model(config, space, Ranks(), calibrated)
+    assert calibrated.notes == []
