@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import torch
@@ -254,16 +256,49 @@ class SearchLoop:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Accuracy on the validation split of the strategy's current choice (its `eval_logits`)."""
-        self.strategy.supernet.eval()
-        correct = seen = 0.0
-        for x, y in self.val.batches(256, shuffle=False, rank=self.ranks.rank, world=self.ranks.world,
-                                     augment=False, drop_last=False):
-            x, y = x.to(self.device), y.to(self.device)
-            correct += float((self.strategy.eval_logits(x).argmax(1) == y).sum())
-            seen += len(y)
+        """Accuracy on the validation split of the strategy's current choice (its `eval_logits`), with batch-norm
+        statistics re-estimated for that choice first and put back after."""
+        calibration = self.weights.batches(self.batch_size, seed=self.seed, shuffle=False, rank=self.ranks.rank,
+                                           world=self.ranks.world, augment=False)
+        with batchnorm_recalibrated(self.strategy.supernet, self.strategy.eval_logits,
+                                    (x.to(self.device) for x, _ in calibration), BATCHNORM_CALIBRATION_BATCHES):
+            correct = seen = 0.0
+            for x, y in self.val.batches(256, shuffle=False, rank=self.ranks.rank, world=self.ranks.world,
+                                         augment=False, drop_last=False):
+                x, y = x.to(self.device), y.to(self.device)
+                correct += float((self.strategy.eval_logits(x).argmax(1) == y).sum())
+                seen += len(y)
         correct, seen = _sum_over_ranks([correct, seen], self.ranks)
         return correct / max(seen, 1)
+
+
+BATCHNORM_CALIBRATION_BATCHES = 8
+
+
+@contextmanager
+def batchnorm_recalibrated(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+                           batches: Iterable[torch.Tensor], count: int) -> Iterator[None]:
+    """`model` in eval mode with every batch norm's running statistics re-estimated by `count` forward passes,
+    restored on exit. Statistics gathered over a supernet's sampled paths fit none of its networks (validation
+    of the current choice can read as chance), the reason one-shot NAS re-estimates them (SPOS, OFA)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+             for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the calibration batches
+    model.train()
+    try:
+        for x in islice(batches, count):
+            forward(x)
+        model.eval()
+        yield
+    finally:
+        for norm, (mean, var, tracked, momentum) in zip(norms, saved):
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+            norm.num_batches_tracked.copy_(tracked)
+            norm.momentum = momentum
 
 
 def make_weight_optimizer(params: Iterable[nn.Parameter], lr: float, momentum: float,

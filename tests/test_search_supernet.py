@@ -134,3 +134,22 @@ def test_dense_space_round_trip_and_supernet_paths():
         arch = space.arch(choice)
         assert space.arch(space.choices_of(arch)) == arch  # (routes through equal-shaped blocks coincide)
         assert net.forward_choice(torch.randn(1, 3, 16, 16), choice).shape == (1, 10)
+
+
+def test_batchnorm_recalibrated_fits_the_evaluated_network_then_restores():
+    from hwnas.train import batchnorm_recalibrated
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    norm = model[1]
+    norm.running_mean.fill_(5.0)
+    norm.running_var.fill_(9.0)
+    batches = [torch.randn(8, 3, 4, 4) * 2 + 1 for _ in range(3)]
+    with torch.no_grad(), batchnorm_recalibrated(model, model, iter(batches), 2):
+        assert not model.training
+        features = [model[0](x) for x in batches[:2]]  # only `count` batches are used
+        expected_mean = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
+        expected_var = torch.stack([f.var((0, 2, 3)) for f in features]).mean(0)
+        assert torch.allclose(norm.running_mean, expected_mean, atol=1e-5)
+        assert torch.allclose(norm.running_var, expected_var, atol=1e-4)
+    assert torch.all(norm.running_mean == 5.0) and torch.all(norm.running_var == 9.0) and norm.momentum == 0.1
