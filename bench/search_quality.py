@@ -9,6 +9,11 @@ where it scores like the best random one, the data cannot tell the space's archi
                                                   # strategy, 30-45 min each on 2 CPU cores with --threads 2
                                                   # (DenseNAS about 100); --seeds 1 for a third of that
     python bench/search_quality.py --quick        # tiny spaces, a subset of digits, 3 random networks (~2 min)
+    python bench/search_quality.py --data digits-hard --search-epochs 30 --warmup-epochs 10 --strategies hardcore
+                                                  # the embedded hard set: every paper-space network scores ~99% on
+                                                  # digits, so only chance separates them there; on digits-hard a
+                                                  # supernet needs ~10 weight-only epochs before its architecture
+                                                  # gradients carry signal (~45 min)
     python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
 
 FBNet runs with the paper's soft masks: a supernet of separate candidate weights trained one random path per step
