@@ -203,7 +203,6 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     if derivation.predicted_ms > budget_ms * (1 + 1e-9):
         raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
                          f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
-    reporter.note(derivation.describe())
     history = rows
     summary = {"run": str(run.path), "device": config.device, "space": config.space, "strategy": config.strategy,
                "budget": config.budget, "budget_ms": budget_ms, "range_ms": list(range_ms),
