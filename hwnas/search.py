@@ -69,15 +69,15 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
     specs = space.specs()
     table = LatencyTable.load(path) if path.exists() else None
     missing = len(table.missing(s.key for s in specs)) if table is not None else len(specs)
+    lut_args = (f"--device {device.name} --space {config.space} --resolution {space.resolution} --classes "
+                f"{space.num_classes}" + (f" --lut {path}" if config.lut else ""))  # what a fix command is run on
     if missing:
         from hwnas.space_files import is_space_file
 
         if not (device.is_local and config.profile_missing):
             why = "" if device.is_local else f" (device '{device.name}' is remote)"
             fix = ("rerun without --no-profile-missing to measure them here" if is_space_file(config.space) else
-                   f"run `hwnas profile --device {device.name} --space {config.space} --resolution "
-                   f"{space.resolution} --classes {space.num_classes}" + (f" --lut {path}" if config.lut else "")
-                   + "` first")
+                   f"run `hwnas profile {lut_args}` first")
             raise HwnasError(f"{path}: {missing} of the {len(specs)} blocks space '{config.space}' needs at "
                              f"{space.resolution}px are not measured{why}; {fix}")
         if ranks.is_main:
@@ -89,9 +89,8 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
     model = LatencyModel(table)
     if ranks.is_main and space.resolution not in model.calibrations:
         reporter.note(f"{path}: not calibrated at {space.resolution}px, so latencies are plain sums of blocks timed "
-                      f"alone (often tens of percent off a whole network); `hwnas lut calibrate --device "
-                      f"{device.name} --space {config.space} --resolution {space.resolution} --classes "
-                      f"{space.num_classes}" + (f" --lut {path}" if config.lut else "") + "` fits the correction")
+                      f"alone (often tens of percent off a whole network); `hwnas lut calibrate {lut_args}` fits the "
+                      "correction")
     return model, path
 
 

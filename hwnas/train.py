@@ -13,10 +13,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import torch
@@ -24,6 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from hwnas.batchnorm import batchnorm_recalibrated
 from hwnas.data import ImageDataset
 from hwnas.errors import HwnasError
 from hwnas.strategies.base import StepContext, Strategy
@@ -273,32 +272,6 @@ class SearchLoop:
 
 
 BATCHNORM_CALIBRATION_BATCHES = 8
-
-
-@contextmanager
-def batchnorm_recalibrated(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                           batches: Iterable[torch.Tensor], count: int) -> Iterator[None]:
-    """`model` in eval mode with every batch norm's running statistics re-estimated by `count` forward passes,
-    restored on exit. Statistics gathered over a supernet's sampled paths fit none of its networks (validation
-    of the current choice can read as chance), the reason one-shot NAS re-estimates them (SPOS, OFA)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
-             for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average over the calibration batches
-    model.train()
-    try:
-        for x in islice(batches, count):
-            forward(x)
-        model.eval()
-        yield
-    finally:
-        for norm, (mean, var, tracked, momentum) in zip(norms, saved):
-            norm.running_mean.copy_(mean)
-            norm.running_var.copy_(var)
-            norm.num_batches_tracked.copy_(tracked)
-            norm.momentum = momentum
 
 
 def make_weight_optimizer(params: Iterable[nn.Parameter], lr: float, momentum: float,

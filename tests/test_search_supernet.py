@@ -137,7 +137,7 @@ def test_dense_space_round_trip_and_supernet_paths():
 
 
 def test_batchnorm_recalibrated_fits_the_evaluated_network_then_restores():
-    from hwnas.train import batchnorm_recalibrated
+    from hwnas.batchnorm import batchnorm_recalibrated
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))

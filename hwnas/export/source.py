@@ -16,6 +16,7 @@ import yaml
 from torch import nn
 
 from hwnas.arch import Arch
+from hwnas.batchnorm import reestimate_batchnorm
 from hwnas.errors import ConfigError, HwnasError
 
 WEIGHTS_FILE = "trained.pt"
@@ -163,17 +164,4 @@ def settle_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 16) ->
     layer until its output is nearly a constant (the classifier bias), and a parity check on it nearly vacuous;
     settled, every layer carries signal of unit scale into the next.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return model.eval()
-    saved = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    model.train()
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            model(images[start: start + batch])
-    for norm, momentum in zip(norms, saved):
-        norm.momentum = momentum
-    return model.eval()
+    return reestimate_batchnorm(model, model, (images[i: i + batch] for i in range(0, len(images), batch)))
