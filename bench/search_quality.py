@@ -18,7 +18,10 @@ is stopped continues where it was, and a second run with other searches reuses t
         --searches 3 --threads 2                  # the embedded hard set: every paper-space network scores ~99% on
                                                   # digits, so only chance separates them there; on digits-hard a
                                                   # supernet needs ~10 weight-only epochs before its architecture
-                                                  # gradients carry signal (~80 min)
+                                                  # gradients carry signal (~80 min); add --train-epochs 30
+                                                  # --seeds 1 (same time): in 10 epochs the networks underfit
+                                                  # digits-hard (53-69%) and the shallowest win, in 30 they reach
+                                                  # 73-85%
     python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
 
 FBNet runs with the paper's soft masks: a supernet of separate candidate weights trained one random path per step
@@ -93,13 +96,15 @@ def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: Sear
 
 
 class TrainingCache:
-    """Test accuracies of networks already trained with the same settings, written after every training."""
+    """Test accuracies of networks already trained with the same settings, written after every training. The
+    thread count is a setting too: float summation order differs with it, so trainings are not bit-identical."""
 
     def __init__(self, path: Path | None, splits: dict[str, Any], epochs: int, config: SearchConfig, seeds: int):
         self.path, self.splits, self.epochs, self.config, self.seeds = path, splits, epochs, config, seeds
         self.settings = json.dumps({"data": config.data.source, "resolution": config.data.resolution,
                                     "limit": config.data.limit, "batch_size": config.data.batch_size,
                                     "epochs": epochs, "seeds": seeds, "seed": config.seed, "lr": config.train.lr,
+                                    "threads": config.threads,
                                     "momentum": config.train.momentum,
                                     "weight_decay": config.train.weight_decay}, sort_keys=True)
         self.entries: dict[str, float] = {}
