@@ -6,8 +6,10 @@ where it scores like the best random one, the data cannot tell the space's archi
 --searches N each strategy searches N times (seeds seed..seed+N-1) and its median network is what must beat the
 best random one: one search is one draw, and searches spread about as widely as random networks do.
 
-Every trained network's accuracy is kept in --cache (keyed by architecture and training settings), so a run that
-is stopped continues where it was, and a second run with other searches reuses the random networks' trainings.
+Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
+(keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
+run with other searches or more seeds reuses what was trained. --jobs 2 with --threads 2 trains two networks at
+once on one thread each, faster than one at a time on two threads.
 
     python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each, 8 search epochs
                                                   # (2 warm-up), 10 training epochs, 3 seeds: 36 trainings per
@@ -15,13 +17,13 @@ is stopped continues where it was, and a second run with other searches reuses t
                                                   # (DenseNAS about 100); --seeds 1 for a third of that
     python bench/search_quality.py --quick        # tiny spaces, a subset of digits, 3 random networks (~2 min)
     python bench/search_quality.py --data digits-hard --search-epochs 30 --warmup-epochs 10 --strategies hardcore \
-        --searches 3 --threads 2                  # the embedded hard set: every paper-space network scores ~99% on
+        --searches 3 --threads 2 --jobs 2 --train-epochs 30
+                                                  # the embedded hard set: every paper-space network scores ~99% on
                                                   # digits, so only chance separates them there; on digits-hard a
                                                   # supernet needs ~10 weight-only epochs before its architecture
-                                                  # gradients carry signal (~80 min); add --train-epochs 30
-                                                  # --seeds 1 (same time): in 10 epochs the networks underfit
-                                                  # digits-hard (53-69%) and the shallowest win, in 30 they reach
-                                                  # 73-85%
+                                                  # gradients carry signal, and in 10 training epochs the networks
+                                                  # underfit (53-69%, the shallowest win) where 30 reach 73-85%
+                                                  # (3 searches 19 min, 42 trainings ~100 min)
     python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
 
 FBNet runs with the paper's soft masks: a supernet of separate candidate weights trained one random path per step
@@ -32,10 +34,14 @@ on digits, so its architecture weights learn from noise.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import multiprocessing
 import random
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,11 +52,12 @@ from rich.console import Console
 from search_common import bench_space, measured_model, report
 
 from hwnas.arch import Arch
-from hwnas.config import DataConfig, SearchConfig
+from hwnas.config import DataConfig, SearchConfig, to_dict
 from hwnas.data import load_splits
 from hwnas.dense_space import DenseSpace
 from hwnas.latency import chain_cost
 from hwnas.projection import project_chain
+from hwnas.run import CHECKPOINT, SUMMARY
 from hwnas.search import run_search
 from hwnas.train import accuracy, resolve_device, train_network
 
@@ -80,47 +87,95 @@ def fastest_network(space: Any, model: Any) -> Arch | None:
     return space.arch([int(np.argmin(t.numpy())) for t in chain_cost(space, model).candidates_ms])
 
 
-def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: SearchConfig, seeds: int = 1) -> float:
-    """Test accuracy after training from scratch, averaged over `seeds` trainings (seed, seed + 1, ...): one test
-    image is 0.28% of digits' test split, about the spread between trainings of one network."""
-    device = resolve_device(config.torch_device)
-    scores = []
-    for seed in range(config.seed, config.seed + seeds):
-        torch.manual_seed(seed)
-        model = arch.build()
-        train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
-                      momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
-                      device=device)
-        scores.append(accuracy(model, splits["test"]))
-    return float(np.mean(scores))
+def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: SearchConfig, seed: int) -> float:
+    """Test accuracy of `arch` after one training from scratch with `seed`."""
+    torch.manual_seed(seed)
+    model = arch.build()
+    train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
+                  momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
+                  device=resolve_device(config.torch_device))
+    return accuracy(model, splits["test"])
+
+
+_WORKER_SPLITS: dict[str, Any] = {}
+
+
+def _start_worker(data: DataConfig, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER_SPLITS.update(load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit))
+
+
+def _train_in_worker(arch: str, epochs: int, config: SearchConfig, seed: int) -> float:
+    return train_and_test(Arch.parse(arch), _WORKER_SPLITS, epochs, config, seed)
 
 
 class TrainingCache:
-    """Test accuracies of networks already trained with the same settings, written after every training. The
-    thread count is a setting too: float summation order differs with it, so trainings are not bit-identical."""
+    """Test accuracy of every (network, training seed) already trained with the same settings, written after each
+    training, so a stopped run continues where it was. The thread count per training is a setting too: float
+    summation order differs with it, so trainings are not bit-identical across it."""
 
-    def __init__(self, path: Path | None, splits: dict[str, Any], epochs: int, config: SearchConfig, seeds: int):
-        self.path, self.splits, self.epochs, self.config, self.seeds = path, splits, epochs, config, seeds
-        self.settings = json.dumps({"data": config.data.source, "resolution": config.data.resolution,
-                                    "limit": config.data.limit, "batch_size": config.data.batch_size,
-                                    "epochs": epochs, "seeds": seeds, "seed": config.seed, "lr": config.train.lr,
-                                    "threads": config.threads,
-                                    "momentum": config.train.momentum,
-                                    "weight_decay": config.train.weight_decay}, sort_keys=True)
-        self.entries: dict[str, float] = {}
-        if path is not None and path.exists():
-            self.entries = json.loads(path.read_text()).get(self.settings, {})
+    def __init__(self, path: Path | None, splits: dict[str, Any], epochs: int, config: SearchConfig, seeds: int,
+                 jobs: int = 1):
+        self.path, self.splits, self.epochs, self.config, self.jobs = path, splits, epochs, config, jobs
+        self.seeds = range(config.seed, config.seed + seeds)
+        self.threads = max(1, config.threads // jobs)
+        stored = json.loads(path.read_text()) if path is not None and path.exists() else {}
+        self.entries = {seed: stored.get(self.settings(seed), {}) for seed in self.seeds}
 
-    def accuracy(self, arch: Arch) -> float:
-        key = arch.to_string()
-        if key not in self.entries:
-            self.entries[key] = train_and_test(arch, self.splits, self.epochs, self.config, self.seeds)
-            if self.path is not None:
-                stored = json.loads(self.path.read_text()) if self.path.exists() else {}
-                stored[self.settings] = self.entries
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(json.dumps(stored, indent=1) + "\n")
-        return self.entries[key]
+    def settings(self, seed: int) -> str:
+        config = self.config
+        return json.dumps({"data": config.data.source, "resolution": config.data.resolution,
+                           "limit": config.data.limit, "batch_size": config.data.batch_size, "epochs": self.epochs,
+                           "seed": seed, "lr": config.train.lr, "momentum": config.train.momentum,
+                           "weight_decay": config.train.weight_decay, "threads": self.threads}, sort_keys=True)
+
+    def accuracies(self, archs: dict[str, Arch], console: Console) -> dict[str, float]:
+        """Each named network's test accuracy, the mean over the seeds' trainings; missing trainings run `jobs`
+        at a time (each in its own process with threads // jobs torch threads)."""
+        missing = list(dict.fromkeys((arch.to_string(), seed) for arch in archs.values() for seed in self.seeds
+                                     if arch.to_string() not in self.entries[seed]))
+        names = {arch.to_string(): name for name, arch in reversed(archs.items())}
+        started = time.perf_counter()
+        for done, ((arch, seed), accuracy_) in enumerate(self._train(missing), 1):
+            self._store(arch, seed, accuracy_)
+            console.print(f"  trained {done}/{len(missing)}: {names[arch]}, seed {seed}: test accuracy "
+                          f"{accuracy_:.4f} ({time.perf_counter() - started:.0f} s)")
+        return {name: float(np.mean([self.entries[seed][arch.to_string()] for seed in self.seeds]))
+                for name, arch in archs.items()}
+
+    def _train(self, missing: list[tuple[str, int]]) -> Iterator[tuple[tuple[str, int], float]]:
+        if self.jobs == 1 or len(missing) < 2:
+            torch.set_num_threads(self.threads)
+            for arch, seed in missing:
+                yield (arch, seed), train_and_test(Arch.parse(arch), self.splits, self.epochs, self.config, seed)
+            return
+        with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(self.config.data, self.threads)) as pool:
+            futures = {pool.submit(_train_in_worker, arch, self.epochs, self.config, seed): (arch, seed)
+                       for arch, seed in missing}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+    def _store(self, arch: str, seed: int, accuracy_: float) -> None:
+        self.entries[seed][arch] = accuracy_
+        if self.path is not None:
+            stored = json.loads(self.path.read_text()) if self.path.exists() else {}
+            stored[self.settings(seed)] = self.entries[seed]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(stored, indent=1) + "\n")
+
+
+def search_once(config: SearchConfig, runs: Path, space: Any, lut_digest: str) -> dict[str, Any]:
+    """One search's derived network, in a run folder named by a hash of its settings and LUT: read back when that
+    search finished before, resumed from its checkpoint when it was stopped, run otherwise."""
+    settings = json.dumps({"config": to_dict(config), "space": repr(space), "lut": lut_digest}, sort_keys=True)
+    out = runs / f"{config.strategy}-seed{config.seed}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+    if not (out / SUMMARY).exists():
+        resume = (out / CHECKPOINT).exists()
+        run_search(None if resume else config, out, resume=resume, space=space)
+    summary = json.loads((out / SUMMARY).read_text())
+    return {"seed": config.seed, "predicted_ms": summary["predicted_ms"], "budget_ms": summary["budget_ms"],
+            "derivation": summary["repair_method"], "arch": summary["arch"], "run": str(out)}
 
 
 def main() -> None:
@@ -146,8 +201,15 @@ def main() -> None:
                         "their median network is compared with the best random one")
     parser.add_argument("--cache", type=Path, default=Path("bench/results/search_quality_cache.json"),
                         help="accuracies of trained networks, reused by runs with the same training settings")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, each in its own process with "
+                        "threads // jobs torch threads (2 one-thread trainings outrun one two-thread training)")
+    parser.add_argument("--runs", type=Path, default=Path("bench/results/search_quality_runs"),
+                        help="search run folders, named by their settings: a finished search is read back, a "
+                        "stopped one resumed")
     parser.add_argument("--out", type=Path, default=Path("bench/results/search_quality.json"))
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: expected 1 or more trainings at once")
     torch.set_num_threads(args.threads)
     count = args.random or (3 if args.quick else 10)
     search_epochs = args.search_epochs or (3 if args.quick else 8)
@@ -162,7 +224,9 @@ def main() -> None:
                         threads=args.threads, seed=args.seed,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
     splits = load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit)
-    cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds)
+    cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)
+    runs = workdir if args.quick else args.runs
+    lut_digest = hashlib.sha256(lut.read_bytes()).hexdigest()
     rows = []
     console = Console()
     for strategy in args.strategies:
@@ -173,40 +237,41 @@ def main() -> None:
         for offset in range(args.searches):
             config = replace(base, strategy=strategy, space=space.name, strategy_params=params,
                              seed=args.seed + offset)
-            result = run_search(config, workdir / f"{strategy}-{offset}", space=space)
-            searched = cache.accuracy(result.derivation.arch)
-            searches.append({"seed": config.seed, "acc": searched, "predicted_ms": result.derivation.predicted_ms,
-                             "derivation": result.derivation.method, "arch": result.derivation.arch.to_string()})
-            console.print(f"{strategy} search {offset + 1}/{args.searches}: "
-                          f"{result.derivation.predicted_ms:.3f} ms (budget {result.config.budget_ms:.3f}), "
-                          f"test accuracy {searched:.4f} after {time.perf_counter() - start:.0f} s")
-        budget, floor = result.config.budget_ms, result.config.budget_floor
-        median = float(np.median([s["acc"] for s in searches]))
+            searches.append(search_once(config, runs, space, lut_digest))
+            console.print(f"{strategy} search {offset + 1}/{args.searches}: {searches[-1]['predicted_ms']:.3f} ms "
+                          f"(budget {searches[-1]['budget_ms']:.3f}) after {time.perf_counter() - start:.0f} s")
+        budget, floor = searches[0]["budget_ms"], base.budget_floor
         rng = random.Random(args.seed)
         randoms = []
-        for index in range(count):
+        for _ in range(count):
             arch, how = random_in_band(space, model, budget, floor, rng)
-            randoms.append({"acc": cache.accuracy(arch), "how": how, "predicted_ms": model.predict(arch),
-                            "arch": arch.to_string()})
-            console.print(f"  random {index + 1}/{count}: {randoms[-1]['predicted_ms']:.3f} ms, "
-                          f"test accuracy {randoms[-1]['acc']:.4f}")
-        best = max(r["acc"] for r in randoms)
-        fastest, fastest_acc = fastest_network(space, model), None
+            randoms.append({"how": how, "predicted_ms": model.predict(arch), "arch": arch.to_string()})
+        fastest = fastest_network(space, model)
+        networks = {f"search {i + 1}": Arch.parse(s["arch"]) for i, s in enumerate(searches)}
+        networks.update({f"random {i + 1}": Arch.parse(r["arch"]) for i, r in enumerate(randoms)})
         if fastest is not None:
-            fastest_acc = cache.accuracy(fastest)
-            console.print(f"  fastest network {model.predict(fastest):.3f} ms, test accuracy {fastest_acc:.4f}")
+            networks["fastest"] = fastest
+        accuracies = cache.accuracies(networks, console)
+        for i, entry in enumerate(searches):
+            entry["acc"] = accuracies[f"search {i + 1}"]
+        for i, entry in enumerate(randoms):
+            entry["acc"] = accuracies[f"random {i + 1}"]
+        median = float(np.median([s["acc"] for s in searches]))
+        best = max(r["acc"] for r in randoms)
         median_search = min(searches, key=lambda s: abs(s["acc"] - median))
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
                      "predicted_ms": median_search["predicted_ms"], "derivation": median_search["derivation"],
                      "searched_acc": median, "searches_beating": sum(s["acc"] > best for s in searches),
+                     "randoms_beaten": sum(median > r["acc"] for r in randoms),
                      "best_random_acc": best, "mean_random_acc": float(np.mean([r["acc"] for r in randoms])),
-                     "beats_best_random": median > best, "fastest_acc": fastest_acc,
+                     "beats_best_random": median > best, "fastest_acc": accuracies.get("fastest"),
                      "random": count, "seconds": time.perf_counter() - start,
                      "arch": median_search["arch"], "searches": searches, "randoms": randoms})
     report(f"median of {args.searches} search(es) vs best of {count} random networks in "
            f"[{base.budget_floor:g}, 1] x budget",
            ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "searches_beating",
-            "best_random_acc", "mean_random_acc", "beats_best_random", "fastest_acc", "seconds"], rows, args.out,
+            "randoms_beaten", "best_random_acc", "mean_random_acc", "beats_best_random", "fastest_acc", "seconds"],
+           rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,
             "searches": args.searches, "data": args.data, "resolution": args.resolution, "seed": args.seed,
