@@ -34,7 +34,6 @@ on digits, so its architecture weights learn from noise.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import random
@@ -55,7 +54,9 @@ from hwnas.arch import Arch
 from hwnas.config import DataConfig, SearchConfig, to_dict
 from hwnas.data import load_splits
 from hwnas.dense_space import DenseSpace
+from hwnas.export.report import inputs_key
 from hwnas.latency import chain_cost
+from hwnas.profilers.base import file_digest
 from hwnas.projection import project_chain
 from hwnas.run import CHECKPOINT, SUMMARY
 from hwnas.search import run_search
@@ -129,18 +130,18 @@ class TrainingCache:
                            "seed": seed, "lr": config.train.lr, "momentum": config.train.momentum,
                            "weight_decay": config.train.weight_decay, "threads": self.threads}, sort_keys=True)
 
-    def accuracies(self, archs: dict[str, Arch], console: Console) -> dict[str, float]:
-        """Each named network's test accuracy, the mean over the seeds' trainings; missing trainings run `jobs`
-        at a time (each in its own process with threads // jobs torch threads)."""
-        missing = list(dict.fromkeys((arch.to_string(), seed) for arch in archs.values() for seed in self.seeds
-                                     if arch.to_string() not in self.entries[seed]))
-        names = {arch.to_string(): name for name, arch in reversed(archs.items())}
+    def accuracies(self, archs: dict[str, str], console: Console) -> dict[str, float]:
+        """Each named network's (arch string's) test accuracy, the mean over the seeds' trainings; missing
+        trainings run `jobs` at a time (each in its own process with threads // jobs torch threads)."""
+        missing = list(dict.fromkeys((arch, seed) for arch in archs.values() for seed in self.seeds
+                                     if arch not in self.entries[seed]))
+        names = {arch: name for name, arch in reversed(archs.items())}
         started = time.perf_counter()
         for done, ((arch, seed), accuracy_) in enumerate(self._train(missing), 1):
             self._store(arch, seed, accuracy_)
             console.print(f"  trained {done}/{len(missing)}: {names[arch]}, seed {seed}: test accuracy "
                           f"{accuracy_:.4f} ({time.perf_counter() - started:.0f} s)")
-        return {name: float(np.mean([self.entries[seed][arch.to_string()] for seed in self.seeds]))
+        return {name: float(np.mean([self.entries[seed][arch] for seed in self.seeds]))
                 for name, arch in archs.items()}
 
     def _train(self, missing: list[tuple[str, int]]) -> Iterator[tuple[tuple[str, int], float]]:
@@ -168,8 +169,8 @@ class TrainingCache:
 def search_once(config: SearchConfig, runs: Path, space: Any, lut_digest: str) -> dict[str, Any]:
     """One search's derived network, in a run folder named by a hash of its settings and LUT: read back when that
     search finished before, resumed from its checkpoint when it was stopped, run otherwise."""
-    settings = json.dumps({"config": to_dict(config), "space": repr(space), "lut": lut_digest}, sort_keys=True)
-    out = runs / f"{config.strategy}-seed{config.seed}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+    key = inputs_key({"config": to_dict(config), "space": repr(space), "lut": lut_digest})
+    out = runs / f"{config.strategy}-seed{config.seed}-{key}"
     if not (out / SUMMARY).exists():
         resume = (out / CHECKPOINT).exists()
         run_search(None if resume else config, out, resume=resume, space=space)
@@ -226,7 +227,7 @@ def main() -> None:
     splits = load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit)
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)
     runs = workdir if args.quick else args.runs
-    lut_digest = hashlib.sha256(lut.read_bytes()).hexdigest()
+    lut_digest = file_digest(lut)
     rows = []
     console = Console()
     for strategy in args.strategies:
@@ -247,10 +248,10 @@ def main() -> None:
             arch, how = random_in_band(space, model, budget, floor, rng)
             randoms.append({"how": how, "predicted_ms": model.predict(arch), "arch": arch.to_string()})
         fastest = fastest_network(space, model)
-        networks = {f"search {i + 1}": Arch.parse(s["arch"]) for i, s in enumerate(searches)}
-        networks.update({f"random {i + 1}": Arch.parse(r["arch"]) for i, r in enumerate(randoms)})
+        networks = {f"search {i + 1}": s["arch"] for i, s in enumerate(searches)}
+        networks.update({f"random {i + 1}": r["arch"] for i, r in enumerate(randoms)})
         if fastest is not None:
-            networks["fastest"] = fastest
+            networks["fastest"] = fastest.to_string()
         accuracies = cache.accuracies(networks, console)
         for i, entry in enumerate(searches):
             entry["acc"] = accuracies[f"search {i + 1}"]
