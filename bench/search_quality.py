@@ -51,9 +51,10 @@ from rich.console import Console
 from search_common import bench_space, measured_model, report
 
 from hwnas.arch import Arch
-from hwnas.config import DataConfig, SearchConfig, to_dict
+from hwnas.config import DataConfig, SearchConfig, parse_assignments, to_dict
 from hwnas.data import load_splits
 from hwnas.dense_space import DenseSpace
+from hwnas.errors import ConfigError
 from hwnas.export.report import inputs_key
 from hwnas.latency import chain_cost
 from hwnas.profilers.base import file_digest
@@ -198,6 +199,9 @@ def main() -> None:
     parser.add_argument("--fbnet-hard", action="store_true", help="FBNet with one-path straight-through samples "
                         "(about K=9 times faster on a CPU than the paper's soft masks, but a supernet of separate "
                         "weights trained one random path per step stays at chance accuracy on digits)")
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                        help="strategy hyperparameter for every strategy of the run (repeatable), as in hwnas search "
+                        "-p; e.g. -p samples=1 for HardCoRe-NAS's one-sample gradient")
     parser.add_argument("--searches", type=int, default=1, help="searches per strategy (seeds seed, seed + 1, ...); "
                         "their median network is compared with the best random one")
     parser.add_argument("--cache", type=Path, default=Path("bench/results/search_quality_cache.json"),
@@ -211,6 +215,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: expected 1 or more trainings at once")
+    try:
+        extra_params = parse_assignments(args.param)
+    except ConfigError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     count = args.random or (3 if args.quick else 10)
     search_epochs = args.search_epochs or (3 if args.quick else 8)
@@ -233,7 +241,7 @@ def main() -> None:
     for strategy in args.strategies:
         space = spaces[strategy]
         start = time.perf_counter()
-        params = {"hard": True} if strategy == "fbnet" and args.fbnet_hard else {}
+        params = {**({"hard": True} if strategy == "fbnet" and args.fbnet_hard else {}), **extra_params}
         searches = []
         for offset in range(args.searches):
             config = replace(base, strategy=strategy, space=space.name, strategy_params=params,
@@ -275,8 +283,8 @@ def main() -> None:
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,
-            "searches": args.searches, "data": args.data, "resolution": args.resolution, "seed": args.seed,
-            "lut": str(lut)})
+            "searches": args.searches, "params": extra_params, "data": args.data, "resolution": args.resolution,
+            "seed": args.seed, "lut": str(lut)})
 
 
 if __name__ == "__main__":

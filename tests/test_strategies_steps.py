@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hwnas.data import load_splits
+from hwnas.errors import ConfigError
 from hwnas.latency import space_range_ms
 from hwnas.strategies import SearchProblem, StepContext, make_strategy
 from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense
@@ -67,6 +68,24 @@ def test_hardcore_frank_wolfe_keeps_the_constraint(setup):
         for b in strategy.beta:
             assert float(b.detach().sum()) == pytest.approx(1.0)
     assert strategy.k == 6
+
+
+def test_hardcore_gradient_is_the_mean_over_architecture_samples(setup):
+    x, y = setup[2]
+    averaged, single = _strategy(setup, "hardcore", samples=3), _strategy(setup, "hardcore", samples=1)
+    single.supernet.load_state_dict(averaged.supernet.state_dict())
+    single.generator.set_state(averaged.generator.get_state())
+    ctx = StepContext(setup[2], torch.optim.SGD(averaged.weight_parameters(), lr=0.1), 0.1, 1, 0)
+    averaged.arch_backward(x, y, ctx)
+    expected = [torch.zeros_like(p) for p in single.arch_parameters()]
+    for _ in range(3):  # the same generator, so the same three architectures one after another
+        single.arch_backward(x, y, ctx)
+        expected = [e + p.grad / 3 for e, p in zip(expected, single.arch_parameters())]
+    assert any(float(e.abs().sum()) > 0 for e in expected)
+    for e, p in zip(expected, averaged.arch_parameters()):
+        assert torch.allclose(p.grad, e, atol=1e-10)
+    with pytest.raises(ConfigError, match="samples >= 1"):
+        _strategy(setup, "hardcore", samples=0)
 
 
 def test_fbnet_schedule_and_dual_control(setup):

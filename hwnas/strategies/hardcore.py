@@ -6,8 +6,9 @@ probabilities over the depths of a depth-searched stage (macro search, β^s_{b'}
 (thesis Eq. 3.40); the latency enters only as the constraint, bilinear in (α, β) (hwnas.latency).
 
 BCSFW step (the paper's Algorithm 1 and its released optimizer): estimate ∂L/∂α or ∂L/∂β on an architecture batch
-through Gumbel-softmax straight-through samples; pick a block (α or β, at random from the shared generator);
-with the other block fixed the constraint is linear, so solve the linear program
+as the mean over `samples` Gumbel-softmax straight-through architecture samples (one sample's gradient is mostly
+noise on a small architecture split; the mean of a few is a steadier LP objective); pick a block (α or β, at random
+from the shared generator); with the other block fixed the constraint is linear, so solve the linear program
 s = argmin_{s ∈ Δ × ... × Δ, LAT(s) ≤ T} ⟨∇, s⟩ (scipy `linprog`), and move x ← x + γ_k (s − x) with
 γ_k = γ_max · 2n / (k + 2n), n = 2. x and s both satisfy the constraint, so every iterate does.
 Projection (the paper's Sec. 3.4): alternate the same linear programs with the objective −α (resp. −β) and step 1;
@@ -40,6 +41,7 @@ class HardCoReParams:
     momentum: float = 0.0  # gradient averaging d = m·d + (1 − m)·g before each linear program (0: none)
     block: str = "random"  # which block each step updates: 'random' (coin flip) or 'alternate'
     tau: float = 1.0  # Gumbel-softmax temperature of the straight-through samples of α and β
+    samples: int = 4  # architectures sampled per gradient estimate, each run on the whole architecture batch
     masked: bool = True  # weight-sharing masked layers (channel masks + superkernel) where candidates allow
 
 
@@ -79,9 +81,10 @@ class HardCoReStrategy(BaseStrategy):
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
         p = self.params
-        if p.block not in ("random", "alternate") or not 0 < p.max_gamma <= 1 or not 0 <= p.momentum < 1:
+        if (p.block not in ("random", "alternate") or not 0 < p.max_gamma <= 1 or not 0 <= p.momentum < 1
+                or p.samples < 1):
             raise ConfigError("strategy 'hardcore': block must be random|alternate, 0 < max_gamma <= 1, "
-                              "0 <= momentum < 1")
+                              "0 <= momentum < 1, samples >= 1")
         self.space = problem.space
         self.cost: ChainCost = chain_cost(self.space, problem.latency)
         self.supernet = ChainSupernet(self.space, masked=p.masked)
@@ -229,13 +232,18 @@ class HardCoReStrategy(BaseStrategy):
         return StepOutput(F.cross_entropy(logits, y), logits)
 
     def arch_backward(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, float]:
-        selections, depth = self._sample(differentiable=True)
-        loss = F.cross_entropy(self.supernet(x, selections, depth), y)
         params = self.arch_parameters()
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for param, grad in zip(params, grads):
-            param.grad = torch.zeros_like(param) if grad is None else grad.detach().to(param.dtype)
-        return {"arch_loss": float(loss.detach())}
+        for param in params:
+            param.grad = torch.zeros_like(param)
+        losses = []
+        for _ in range(self.params.samples):
+            selections, depth = self._sample(differentiable=True)
+            loss = F.cross_entropy(self.supernet(x, selections, depth), y)
+            for param, grad in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+                if grad is not None:
+                    param.grad += grad.detach().to(param.dtype) / self.params.samples
+            losses.append(float(loss.detach()))
+        return {"arch_loss": float(np.mean(losses))}
 
     def _averaged(self, name: str, grads: list[np.ndarray]) -> list[np.ndarray]:
         m = self.params.momentum
