@@ -31,7 +31,7 @@ def ablation_loss(contributions: torch.Tensor) -> torch.Tensor:
     """D-DARTS ablation loss per cell (thesis Eq. 4.3): L_AB^i = (M_C^i − mean(M_C)) / mean(M_C), or 0 for every
     cell when mean(M_C) = 0."""
     mean = contributions.mean()
-    if float(mean) == 0.0:
+    if float(mean.detach()) == 0.0:
         return torch.zeros_like(contributions)
     return (contributions - mean) / mean
 
