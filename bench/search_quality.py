@@ -9,7 +9,9 @@ best random one: one search is one draw, and searches spread about as widely as 
 Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
 (keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
 run with other searches or more seeds reuses what was trained. --jobs 2 with --threads 2 trains two networks at
-once on one thread each, faster than one at a time on two threads.
+once on one thread each, faster than one at a time on two threads. --searches-only stops after the searches, so
+the searches of one setting (say -p samples=1) can run while another process trains; the later full run reads
+them back.
 
     python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each, 8 search epochs
                                                   # (2 warm-up), 10 training epochs, 3 seeds: 36 trainings per
@@ -204,6 +206,8 @@ def main() -> None:
                         "-p; e.g. -p samples=1 for HardCoRe-NAS's one-sample gradient")
     parser.add_argument("--searches", type=int, default=1, help="searches per strategy (seeds seed, seed + 1, ...); "
                         "their median network is compared with the best random one")
+    parser.add_argument("--searches-only", action="store_true", help="run (or read back) the searches and stop "
+                        "before training: a second process can search while another trains")
     parser.add_argument("--cache", type=Path, default=Path("bench/results/search_quality_cache.json"),
                         help="accuracies of trained networks, reused by runs with the same training settings")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, each in its own process with "
@@ -249,6 +253,8 @@ def main() -> None:
             searches.append(search_once(config, runs, space, lut_digest))
             console.print(f"{strategy} search {offset + 1}/{args.searches}: {searches[-1]['predicted_ms']:.3f} ms "
                           f"(budget {searches[-1]['budget_ms']:.3f}) after {time.perf_counter() - start:.0f} s")
+        if args.searches_only:
+            continue
         budget, floor = searches[0]["budget_ms"], base.budget_floor
         rng = random.Random(args.seed)
         randoms = []
@@ -276,6 +282,8 @@ def main() -> None:
                      "beats_best_random": median > best, "fastest_acc": accuracies.get("fastest"),
                      "random": count, "seconds": time.perf_counter() - start,
                      "arch": median_search["arch"], "searches": searches, "randoms": randoms})
+    if args.searches_only:
+        return
     report(f"median of {args.searches} search(es) vs best of {count} random networks in "
            f"[{base.budget_floor:g}, 1] x budget",
            ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "searches_beating",
