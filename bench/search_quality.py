@@ -9,9 +9,9 @@ best random one: one search is one draw, and searches spread about as widely as 
 Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
 (keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
 run with other searches or more seeds reuses what was trained. --jobs 2 with --threads 2 trains two networks at
-once on one thread each, faster than one at a time on two threads. --searches-only stops after the searches, so
-the searches of one setting (say -p samples=1) can run while another process trains; the later full run reads
-them back.
+once on one thread each, faster than one at a time on two threads. --searches-only stops after the searches (to
+search where cores or a GPU are free and train elsewhere; the later full run reads them back from --runs; on 2
+cores beside a --jobs 2 run it oversubscribes them and both crawl).
 
     python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each, 8 search epochs
                                                   # (2 warm-up), 10 training epochs, 3 seeds: 36 trainings per
@@ -207,7 +207,7 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=1, help="searches per strategy (seeds seed, seed + 1, ...); "
                         "their median network is compared with the best random one")
     parser.add_argument("--searches-only", action="store_true", help="run (or read back) the searches and stop "
-                        "before training: a second process can search while another trains")
+                        "before training; a later run without it reads them back")
     parser.add_argument("--cache", type=Path, default=Path("bench/results/search_quality_cache.json"),
                         help="accuracies of trained networks, reused by runs with the same training settings")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, each in its own process with "
