@@ -4,7 +4,9 @@ budget]), all trained from scratch with the same schedule and scored on the held
 trainings (seeds 0, 1, 2; one test image is 0.28% of digits' 359). The space's fastest network is trained too:
 where it scores like the best random one, the data cannot tell the space's architectures apart. With
 --searches N each strategy searches N times (seeds seed..seed+N-1) and its median network is what must beat the
-best random one: one search is one draw, and searches spread about as widely as random networks do.
+best random one: one search is one draw, and searches spread about as widely as random networks do. The JSON keeps
+every network's accuracy per seed; `margin` is the median search's mean minus the best random one's and
+`margin_se` its standard error from the seeds' spread (a margin under about twice that is training-seed noise).
 
 Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
 (keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
@@ -144,8 +146,11 @@ class TrainingCache:
             self._store(arch, seed, accuracy_)
             console.print(f"  trained {done}/{len(missing)}: {names[arch]}, seed {seed}: test accuracy "
                           f"{accuracy_:.4f} ({time.perf_counter() - started:.0f} s)")
-        return {name: float(np.mean([self.entries[seed][arch] for seed in self.seeds]))
-                for name, arch in archs.items()}
+        return {name: float(np.mean(self.seed_accuracies(arch))) for name, arch in archs.items()}
+
+    def seed_accuracies(self, arch: str) -> list[float]:
+        """`arch`'s test accuracy after each seed's training, in seed order."""
+        return [self.entries[seed][arch] for seed in self.seeds]
 
     def _train(self, missing: list[tuple[str, int]]) -> Iterator[tuple[tuple[str, int], float]]:
         if self.jobs == 1 or len(missing) < 2:
@@ -167,6 +172,14 @@ class TrainingCache:
             stored[self.settings(seed)] = self.entries[seed]
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(stored, indent=1) + "\n")
+
+
+def margin_standard_error(searched: list[float], best_random: list[float]) -> float | None:
+    """Standard error of (searched mean - best random mean) from the spread of each network's trainings over
+    seeds (None with one seed): a margin within about two of it is a coin toss of training seeds."""
+    if len(searched) < 2:
+        return None
+    return float(np.sqrt(np.var(searched, ddof=1) / len(searched) + np.var(best_random, ddof=1) / len(best_random)))
 
 
 def search_once(config: SearchConfig, runs: Path, space: Any, lut_digest: str) -> dict[str, Any]:
@@ -267,19 +280,21 @@ def main() -> None:
         if fastest is not None:
             networks["fastest"] = fastest.to_string()
         accuracies = cache.accuracies(networks, console)
-        for i, entry in enumerate(searches):
-            entry["acc"] = accuracies[f"search {i + 1}"]
-        for i, entry in enumerate(randoms):
-            entry["acc"] = accuracies[f"random {i + 1}"]
+        for name, entry in [*((f"search {i + 1}", s) for i, s in enumerate(searches)),
+                            *((f"random {i + 1}", r) for i, r in enumerate(randoms))]:
+            entry["acc"], entry["seed_accs"] = accuracies[name], cache.seed_accuracies(entry["arch"])
         median = float(np.median([s["acc"] for s in searches]))
-        best = max(r["acc"] for r in randoms)
+        best_random = max(randoms, key=lambda r: r["acc"])
+        best = best_random["acc"]
         median_search = min(searches, key=lambda s: abs(s["acc"] - median))
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
                      "predicted_ms": median_search["predicted_ms"], "derivation": median_search["derivation"],
                      "searched_acc": median, "searches_beating": sum(s["acc"] > best for s in searches),
                      "randoms_beaten": sum(median > r["acc"] for r in randoms),
                      "best_random_acc": best, "mean_random_acc": float(np.mean([r["acc"] for r in randoms])),
-                     "beats_best_random": median > best, "fastest_acc": accuracies.get("fastest"),
+                     "beats_best_random": median > best, "margin": median - best,
+                     "margin_se": margin_standard_error(median_search["seed_accs"], best_random["seed_accs"]),
+                     "fastest_acc": accuracies.get("fastest"),
                      "random": count, "seconds": time.perf_counter() - start,
                      "arch": median_search["arch"], "searches": searches, "randoms": randoms})
     if args.searches_only:
@@ -287,7 +302,8 @@ def main() -> None:
     report(f"median of {args.searches} search(es) vs best of {count} random networks in "
            f"[{base.budget_floor:g}, 1] x budget",
            ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "searches_beating",
-            "randoms_beaten", "best_random_acc", "mean_random_acc", "beats_best_random", "fastest_acc", "seconds"],
+            "randoms_beaten", "best_random_acc", "mean_random_acc", "beats_best_random", "margin", "margin_se",
+            "fastest_acc", "seconds"],
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,
