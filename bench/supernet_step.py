@@ -1,9 +1,9 @@
 """Time and memory of one supernet training step per strategy, against an all-paths weighted-sum supernet of the
 same space (every candidate computed and kept for backward, as DARTS does).
 
-Memory is the activation memory autograd keeps for the backward pass (bytes of the distinct tensors saved, weights
-excluded), overall and inside the searchable layers, plus the CUDA peak on a GPU. Path sampling must keep the
-searchable layers' activations within 2/K of all-paths (K: candidates per layer).
+Memory is the activation memory autograd keeps for the backward pass (peak bytes of the distinct tensors saved at
+once, weights excluded), overall and inside the searchable layers, plus the CUDA peak on a GPU. Path sampling must
+keep the searchable layers' activations within 2/K of all-paths (K: candidates per layer).
 
     python bench/supernet_step.py                 # each strategy on its paper's space, 64 px, batch 32
     python bench/supernet_step.py --quick         # tiny spaces, 32 px, batch 16 (~1 min on a CPU)
@@ -41,24 +41,42 @@ MODES = {  # label -> (strategy, its parameters)
 
 
 class SavedActivations:
-    """Counts the distinct tensors autograd saves for backward (parameters excluded), and those saved while a
-    searchable layer runs."""
+    """Peak bytes of the distinct tensors autograd holds for backward at once (parameters excluded), overall and of
+    those saved while a searchable layer runs. A peak, not a sum: a step that frees one sample's graph before the
+    next (HardCoRe-NAS's several samples per architecture step) holds one graph at a time."""
 
     def __init__(self, params: list[torch.Tensor], searchable: list[torch.nn.Module]):
         self.params = {p.untyped_storage().data_ptr() for p in params}
         self.searchable = searchable
         self.depth = 0
-        self.total: dict[int, int] = {}
-        self.inside: dict[int, int] = {}
+        self.holders: dict[int, int] = {}  # storage -> packed references alive
+        self.sizes: dict[int, tuple[int, bool]] = {}  # storage -> (bytes, saved inside a searchable layer)
+        self.live = self.live_inside = self.total = self.inside = 0
 
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _pack(self, tensor: torch.Tensor) -> Any:
         storage = tensor.untyped_storage()
         key = storage.data_ptr()
-        if key and key not in self.params:
-            self.total[key] = storage.nbytes()
-            if self.depth:
-                self.inside[key] = storage.nbytes()
-        return tensor
+        if not key or key in self.params:
+            return tensor
+        if not self.holders.get(key):
+            self.sizes[key] = (storage.nbytes(), False)
+            self._add(storage.nbytes(), 0)
+        if self.depth and not self.sizes[key][1]:  # saved inside a searchable layer too (e.g. its input)
+            self.sizes[key] = (storage.nbytes(), True)
+            self._add(0, storage.nbytes())
+        self.holders[key] = self.holders.get(key, 0) + 1
+        return _Saved(tensor, key, self)
+
+    def release(self, key: int) -> None:
+        self.holders[key] -= 1
+        if not self.holders[key]:
+            nbytes, inside = self.sizes[key]
+            self._add(-nbytes, -nbytes if inside else 0)
+
+    def _add(self, total: int, inside: int) -> None:
+        self.live += total
+        self.live_inside += inside
+        self.total, self.inside = max(self.total, self.live), max(self.inside, self.live_inside)
 
     @contextmanager
     def watch(self):
@@ -67,11 +85,27 @@ class SavedActivations:
             handles.append(module.register_forward_pre_hook(lambda *_: setattr(self, "depth", self.depth + 1)))
             handles.append(module.register_forward_hook(lambda *_: setattr(self, "depth", self.depth - 1)))
         try:
-            with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
+            with torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack):
                 yield self
         finally:
             for handle in handles:
                 handle.remove()
+
+
+class _Saved:
+    """A tensor autograd keeps for backward; tells its counter when autograd lets go of it."""
+
+    __slots__ = ("tensor", "key", "counter")
+
+    def __init__(self, tensor: torch.Tensor, key: int, counter: SavedActivations):
+        self.tensor, self.key, self.counter = tensor, key, counter
+
+    def __del__(self) -> None:
+        self.counter.release(self.key)
+
+
+def _unpack(saved: Any) -> torch.Tensor:
+    return saved.tensor if isinstance(saved, _Saved) else saved
 
 
 def searchable_modules(net: torch.nn.Module) -> list[torch.nn.Module]:
@@ -103,8 +137,7 @@ def measure(step: Callable[[], torch.Tensor | None], net: torch.nn.Module, repea
             times.append(time.perf_counter() - start)
         net.zero_grad(set_to_none=True)
     result = {"step_s": statistics.median(times) if times else float("nan"),
-              "saved_mb": sum(counter.total.values()) / 2**20,
-              "layers_mb": sum(counter.inside.values()) / 2**20}
+              "saved_mb": counter.total / 2**20, "layers_mb": counter.inside / 2**20}
     if device.type == "cuda":
         result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
