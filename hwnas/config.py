@@ -20,7 +20,7 @@ from hwnas.errors import ConfigError
 class DataConfig:
     """Which images, at which resolution, and how they are split."""
 
-    source: str = "digits"  # 'digits' / 'digits-hard' (embedded), 'cifar10:PATH', 'cifar100:PATH', or an image folder
+    source: str = "digits"  # digits, digits-hard (embedded), cifar10:PATH, cifar100:PATH, an idx or image folder
     resolution: int = 32  # input side in pixels; the space is searched (and its LUT measured) at this size
     batch_size: int = 32  # images per step on each rank
     arch_fraction: float = 0.2  # share of training images held out for architecture steps (FBNet: 20%)

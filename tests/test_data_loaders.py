@@ -1,8 +1,9 @@
-"""Data: the embedded digits (plain and distorted), CIFAR python pickles and image folders; disjoint fixed splits;
-torch transforms."""
+"""Data: the embedded digits (plain and distorted), CIFAR python pickles, MNIST-format idx files and image folders;
+disjoint fixed splits; torch transforms."""
 
 from __future__ import annotations
 
+import gzip
 import math
 import pickle
 
@@ -116,6 +117,48 @@ def test_image_folder(tmp_path):
     splits = load_splits(str(tmp_path), 16, ("train", "test"))
     assert splits["train"].classes == ("cat", "dog")
     assert len(splits["train"]) + len(splits["test"]) <= 12 and splits["train"].images.shape[-1] == 16
+
+
+def _write_idx(path, array, compress):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    (gzip.open(path.with_name(path.name + ".gz"), "wb") if compress else path.open("wb")).write(
+        header + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist(root, train=30, test=12, compress=True):
+    rng = np.random.default_rng(3)
+    for prefix, n in (("train", train), ("t10k", test)):
+        _write_idx(root / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress)
+        _write_idx(root / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, compress)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mnist_format_idx_files(tmp_path, compress):
+    _write_mnist(tmp_path, compress=compress)
+    splits = load_splits(str(tmp_path), 32, ("train", "test"))
+    assert len(splits["test"]) == 12 and splits["test"].labels.tolist() == [i % 10 for i in range(12)]
+    assert splits["train"].images.shape[1:] == (3, 32, 32) and splits["train"].num_classes == 10
+    native = load_dataset(str(tmp_path), 28, "test")
+    raw = np.frombuffer((gzip.open if compress else open)(
+        tmp_path / ("t10k-images-idx3-ubyte" + (".gz" if compress else "")), "rb").read()[16:], np.uint8)
+    assert torch.equal(native.images[:, 0], torch.from_numpy(raw.reshape(12, 28, 28).copy()))
+    assert torch.equal(native.images[:, 0], native.images[:, 2])
+
+
+def test_broken_idx_files_are_one_line(tmp_path):
+    _write_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(ConfigError, match="t10k-labels-idx1-ubyte.*missing"):
+        load_dataset(str(tmp_path), 28)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5), compress=True)
+    with pytest.raises(ConfigError, match="12 images but t10k-labels-idx1-ubyte.gz has 5 labels"):
+        load_dataset(str(tmp_path), 28)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + (99).to_bytes(4, "big")))
+    with pytest.raises(ConfigError, match="header says"):
+        load_dataset(str(tmp_path), 28)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"PK\x03\x04 not idx"))
+    with pytest.raises(ConfigError, match="not an idx file"):
+        load_dataset(str(tmp_path), 28)
 
 
 @pytest.mark.parametrize("source,message", [("nowhere/at/all", "not 'digits'"),

@@ -24,7 +24,8 @@ def search(
                                        help="Budget: 20ms, 0.02s, 20000us, or a share of the space's feasible "
                                             "range on the device, e.g. 50%."),
     data: str = typer.Option(None, "--data", help="digits or digits-hard (embedded), cifar10:PATH, "
-                             "cifar100:PATH or an image folder [default: digits]."),
+                             "cifar100:PATH, a folder of MNIST-format idx files or an image folder "
+                             "[default: digits]."),
     epochs: int = typer.Option(None, "--epochs", "-e", help="Search epochs [default: 4]."),
     warmup_epochs: int = typer.Option(None, "--warmup-epochs", help="Weights-only epochs first [default: 1]."),
     seed: int = typer.Option(None, "--seed", help="Seed of weights, sampling and data order [default: 0]."),

@@ -2,7 +2,8 @@
 
 Sources: `digits` (scikit-learn's handwritten digits, embedded, upsampled: the default that needs no download),
 `digits-hard` (the same digits under fixed distortions, clutter, colours and noise: where architectures differ),
-`cifar10:PATH` / `cifar100:PATH` (python pickles), or an image folder with class sub-folders.
+`cifar10:PATH` / `cifar100:PATH` (python pickles), a folder of MNIST-format idx files (MNIST, Fashion-MNIST), or
+an image folder with class sub-folders.
 Splits are disjoint and fixed by `split_seed` (never by the search seed, so the test set does not move):
 `test`, `val`, and `train` = `train_weights` + `train_arch` (bilevel search trains weights and architecture on
 disjoint images; FBNet keeps 80/20).

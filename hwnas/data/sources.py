@@ -1,5 +1,5 @@
 """Where images come from: scikit-learn's digits (embedded, no download; plain or distorted), CIFAR python
-pickles, image folders.
+pickles, MNIST-format idx files (MNIST, Fashion-MNIST), image folders.
 
 Each reader returns every image of the source as uint8 (N, 3, R, R) at the requested resolution, labels, class
 names and, where the source defines one, its own test split.
@@ -7,6 +7,7 @@ names and, where the source defines one, its own test split.
 
 from __future__ import annotations
 
+import gzip
 import math
 import pickle
 from dataclasses import dataclass
@@ -114,6 +115,59 @@ def detect_cifar(root: Path) -> str | None:
     return None
 
 
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_UBYTE = 0x08
+
+
+def _idx_path(root: Path, name: str) -> Path:
+    for candidate in (root / name, root / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    expected = ", ".join(name for pair in IDX_FILES.values() for name in pair)
+    raise ConfigError(f"{root / name}(.gz): missing; an MNIST-format folder holds {expected}")
+
+
+def _read_idx(path: Path, dims: int) -> np.ndarray:
+    """An idx file of unsigned bytes with `dims` dimensions (the MNIST format: big-endian header, then the data)."""
+    try:
+        raw = (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")).read()
+    except (OSError, EOFError) as error:
+        raise ConfigError(f"{path}: cannot read ({error})") from None
+    header = 4 + 4 * dims
+    if len(raw) < header or raw[:2] != b"\0\0" or raw[2] != IDX_UBYTE or raw[3] != dims:
+        raise ConfigError(f"{path}: not an idx file of unsigned bytes with {dims} dimension(s)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    if len(raw) - header != math.prod(shape):
+        raise ConfigError(f"{path}: header says {shape} ({math.prod(shape)} bytes), file holds {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_idx(root: Path, resolution: int) -> Source:
+    """MNIST-format files (`train-images-idx3-ubyte[.gz]`, `t10k-...`; MNIST, Fashion-MNIST), grey repeated to 3
+    channels, with the source's own test split."""
+    images, labels = [], []
+    for split in ("train", "test"):
+        image_file, label_file = (_idx_path(root, name) for name in IDX_FILES[split])
+        images.append(_read_idx(image_file, 3))
+        labels.append(_read_idx(label_file, 1))
+        if len(images[-1]) != len(labels[-1]):
+            raise ConfigError(f"{image_file}: {len(images[-1])} images but {label_file.name} has "
+                              f"{len(labels[-1])} labels")
+    pixels = torch.from_numpy(np.concatenate(images)).unsqueeze(1)
+    if pixels.shape[-1] != resolution:
+        pixels = to_uint8(resize(pixels.float(), resolution))
+    all_labels = torch.from_numpy(np.concatenate(labels).astype(np.int64))
+    test_mask = torch.zeros(len(all_labels), dtype=torch.bool)
+    test_mask[len(images[0]):] = True
+    classes = tuple(str(c) for c in range(int(all_labels.max()) + 1))
+    return Source(root.name, pixels.repeat(1, 3, 1, 1), all_labels, classes, test_mask, flip=False)
+
+
+def detect_idx(root: Path) -> bool:
+    return any((root / f"{IDX_FILES['train'][0]}{suffix}").is_file() for suffix in ("", ".gz"))
+
+
 def _class_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -157,7 +211,8 @@ def read_folder(root: Path, resolution: int) -> Source:
 
 
 def read_source(name_or_path: str, resolution: int) -> Source:
-    """`digits`, `digits-hard`, `cifar10:PATH`, `cifar100:PATH`, or a folder (CIFAR pickles or class sub-folders)."""
+    """`digits`, `digits-hard`, `cifar10:PATH`, `cifar100:PATH`, or a folder (CIFAR pickles, MNIST-format idx files
+    or class sub-folders)."""
     if name_or_path == "digits":
         return read_digits(resolution)
     if name_or_path == "digits-hard":
@@ -173,4 +228,6 @@ def read_source(name_or_path: str, resolution: int) -> Source:
         raise ConfigError(f"--data '{name_or_path}': not 'digits', 'digits-hard', cifar10:PATH, cifar100:PATH or an "
                           "image folder")
     cifar = detect_cifar(root)
-    return read_cifar(root, resolution, cifar) if cifar else read_folder(root, resolution)
+    if cifar:
+        return read_cifar(root, resolution, cifar)
+    return read_idx(root, resolution) if detect_idx(root) else read_folder(root, resolution)
