@@ -108,7 +108,8 @@ _WORKER_SPLITS: dict[str, Any] = {}
 
 def _start_worker(data: DataConfig, threads: int) -> None:
     torch.set_num_threads(threads)
-    _WORKER_SPLITS.update(load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit))
+    _WORKER_SPLITS.update(load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit,
+                                      train_limit=data.train_limit))
 
 
 def _train_in_worker(arch: str, epochs: int, config: SearchConfig, seed: int) -> float:
@@ -133,7 +134,9 @@ class TrainingCache:
         return json.dumps({"data": config.data.source, "resolution": config.data.resolution,
                            "limit": config.data.limit, "batch_size": config.data.batch_size, "epochs": self.epochs,
                            "seed": seed, "lr": config.train.lr, "momentum": config.train.momentum,
-                           "weight_decay": config.train.weight_decay, "threads": self.threads}, sort_keys=True)
+                           "weight_decay": config.train.weight_decay, "threads": self.threads,
+                           **({"train_limit": config.data.train_limit} if config.data.train_limit else {})},
+                          sort_keys=True)
 
     def accuracies(self, archs: dict[str, str], console: Console) -> dict[str, float]:
         """Each named network's (arch string's) test accuracy, the mean over the seeds' trainings; missing
@@ -185,7 +188,10 @@ def margin_standard_error(searched: list[float], best_random: list[float]) -> fl
 def search_once(config: SearchConfig, runs: Path, space: Any, lut_digest: str) -> dict[str, Any]:
     """One search's derived network, in a run folder named by a hash of its settings and LUT: read back when that
     search finished before, resumed from its checkpoint when it was stopped, run otherwise."""
-    key = inputs_key({"config": to_dict(config), "space": repr(space), "lut": lut_digest})
+    settings = to_dict(config)
+    if not config.data.train_limit:  # the folders of searches from before --train-limit keep their names
+        settings["data"].pop("train_limit")
+    key = inputs_key({"config": settings, "space": repr(space), "lut": lut_digest})
     out = runs / f"{config.strategy}-seed{config.seed}-{key}"
     if not (out / SUMMARY).exists():
         resume = (out / CHECKPOINT).exists()
@@ -207,6 +213,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="trainings averaged per network (default 3, quick 1)")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--data", default="digits", help="digits, digits-hard (embedded), cifar10:PATH, a folder")
+    parser.add_argument("--train-limit", type=int, default=0, help="at most N training images, the whole test set "
+                        "(a large dataset's test set resolves small differences; 0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lut", type=Path, default=None, help="LUT CSV (default luts/cpu.csv; quick: a temp)")
     parser.add_argument("--threads", type=int, default=1)
@@ -245,11 +253,13 @@ def main() -> None:
     lut = args.lut or (workdir / "cpu.csv" if args.quick else Path("luts/cpu.csv"))
     spaces = {s: bench_space(s, args.quick, args.resolution) for s in args.strategies}
     model = measured_model(lut, list(spaces.values()), "cpu", args.quick)
-    data = DataConfig(source=args.data, resolution=args.resolution, limit=320 if args.quick else 0)
+    data = DataConfig(source=args.data, resolution=args.resolution, limit=320 if args.quick else 0,
+                      train_limit=args.train_limit)
     base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
                         threads=args.threads, seed=args.seed,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
-    splits = load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit)
+    splits = load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit,
+                         train_limit=data.train_limit)
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)
     runs = workdir if args.quick else args.runs
     lut_digest = file_digest(lut)
@@ -307,7 +317,8 @@ def main() -> None:
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,
-            "searches": args.searches, "params": extra_params, "data": args.data, "resolution": args.resolution,
+            "searches": args.searches, "params": extra_params, "data": args.data, "train_limit": args.train_limit,
+            "resolution": args.resolution,
             "seed": args.seed, "lut": str(lut)})
 
 

@@ -28,6 +28,8 @@ class DataConfig:
     test_fraction: float = 0.2  # share kept as test set when the source has none (digits, plain folders)
     split_seed: int = 0  # fixes the splits; independent of the search seed so the test set never moves
     limit: int = 0  # keep at most this many images per split (0: all); for quick checks and tests
+    train_limit: int = 0  # keep at most this many training images (0: all), test and val whole: a large dataset's
+    #                       full test set resolves small accuracy differences while training stays affordable
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     data = config.data
     splits = load_splits(data.source, data.resolution, ("train", "test"), test_fraction=data.test_fraction,
                          val_fraction=data.val_fraction, arch_fraction=data.arch_fraction,
-                         split_seed=data.split_seed, limit=data.limit)
+                         split_seed=data.split_seed, limit=data.limit, train_limit=data.train_limit)
     if arch.num_classes != splits["train"].num_classes:
         raise HwnasError(f"{folder.file(ARCH)}: {arch.num_classes} classes, the data has "
                          f"{splits['train'].num_classes}")

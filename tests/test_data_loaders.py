@@ -145,6 +145,21 @@ def test_mnist_format_idx_files(tmp_path, compress):
     assert torch.equal(native.images[:, 0], native.images[:, 2])
 
 
+def test_train_limit_keeps_every_test_and_val_image(tmp_path):
+    _write_mnist(tmp_path, train=60)
+    names = ("train", "train_weights", "train_arch", "val", "test")
+    whole = load_splits(str(tmp_path), 28, names)
+    cut = load_splits(str(tmp_path), 28, names, train_limit=20)
+    assert len(cut["train"]) == 20 < len(whole["train"])
+    assert len(cut["train_weights"]) + len(cut["train_arch"]) == 20 and len(cut["train_arch"]) > 0
+    for name in ("val", "test"):
+        assert torch.equal(cut[name].images, whole[name].images)
+    kept = {tuple(img.flatten().tolist()) for img in whole["train"].images}
+    assert all(tuple(img.flatten().tolist()) in kept for img in cut["train"].images)
+    with pytest.raises(ConfigError, match="train_limit -1"):
+        load_splits(str(tmp_path), 28, names, train_limit=-1)
+
+
 def test_broken_idx_files_are_one_line(tmp_path):
     _write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()

@@ -33,6 +33,8 @@ def search(
     batch_size: int = typer.Option(None, "--batch-size", help="Images per step and process [default: 32]."),
     limit: int = typer.Option(None, "--limit", help="Keep at most N images per data split (quick checks) "
                               "[default: all]."),
+    train_limit: int = typer.Option(None, "--train-limit", help="Keep at most N training images, every test and "
+                                    "validation image (a large dataset at affordable cost) [default: all]."),
     weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.05]."),
     torch_device: str = typer.Option(None, "--torch-device", help="Where the supernet trains: auto, cpu, cuda, "
                                      "cuda:N [default: auto]."),
@@ -65,14 +67,14 @@ def search(
             raise ConfigError("--latency-budget is required (e.g. 20ms, or 50% of the space's feasible range)")
         params = {**config.strategy_params, **parse_assignments(param), **({"select": select} if select else {})}
         data_config = override(config.data or DataConfig(), source=data, resolution=resolution, batch_size=batch_size,
-                               limit=limit)
+                               limit=limit, train_limit=train_limit)
         config = override(config, device=device, space=space, strategy=strategy, budget=latency_budget, seed=seed,
                           epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
                           torch_device=torch_device,
                           lut=str(lut) if lut else None, devices_file=str(devices_file) if devices_file else None,
                           profile_missing=profile_missing, strategy_params=params, data=data_config)
     elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit,
-                                     select)) or param:
+                                     train_limit, select)) or param:
         raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs may change")
     import os
 

@@ -131,17 +131,26 @@ def split_indices(source: Source, *, test_fraction: float = 0.2, val_fraction: f
 
 def load_splits(name_or_path: str, resolution: int, splits: Sequence[str] = SPLITS, *, test_fraction: float = 0.2,
                 val_fraction: float = 0.1, arch_fraction: float = 0.2, split_seed: int = 0,
-                augment_shift: int | None = None, limit: int = 0) -> dict[str, ImageDataset]:
+                augment_shift: int | None = None, limit: int = 0, train_limit: int = 0) -> dict[str, ImageDataset]:
     """Read the source once and return the named splits; training splits augment by random shifts (and flips).
-    `limit` > 0 keeps a random subset of at most that many images per split (quick checks)."""
+    `limit` > 0 keeps a random subset of at most that many images per split (quick checks); `train_limit` > 0 keeps
+    at most that many training images (weight and architecture images alike) and every test and val image."""
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ConfigError(f"unknown data split '{unknown[0]}' (one of {', '.join(SPLITS)})")
     if resolution < 8:
         raise ConfigError(f"data resolution {resolution}: expected at least 8 pixels")
+    for name, value in (("limit", limit), ("train_limit", train_limit)):
+        if value < 0:
+            raise ConfigError(f"data: {name} {value}: expected 0 (all images) or a positive count")
     source = read_source(name_or_path, resolution)
     indices = split_indices(source, test_fraction=test_fraction, val_fraction=val_fraction,
                             arch_fraction=arch_fraction, split_seed=split_seed)
+    if 0 < train_limit < len(indices["train"]):
+        generator = torch.Generator().manual_seed(split_seed + 4)
+        kept = torch.zeros(len(source.labels), dtype=torch.bool)
+        kept[indices["train"][torch.randperm(len(indices["train"]), generator=generator)[:train_limit]]] = True
+        indices = {k: v[kept[v]] if k.startswith("train") else v for k, v in indices.items()}
     train_pixels = source.images[indices["train"]].float() / 255.0
     mean = tuple(float(v) for v in train_pixels.mean((0, 2, 3)))
     std = tuple(max(float(v), 1e-3) for v in train_pixels.std((0, 2, 3)))
