@@ -65,7 +65,7 @@ class SavedActivations:
             self.sizes[key] = (storage.nbytes(), True)
             self._add(0, storage.nbytes())
         self.holders[key] = self.holders.get(key, 0) + 1
-        return _Saved(tensor, key, self)
+        return _Saved(tensor.detach(), key, self)  # detached: an output saved with its grad_fn is a cycle
 
     def release(self, key: int) -> None:
         self.holders[key] -= 1

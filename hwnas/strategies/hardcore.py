@@ -239,10 +239,12 @@ class HardCoReStrategy(BaseStrategy):
         for _ in range(self.params.samples):
             selections, depth = self._sample(differentiable=True)
             loss = F.cross_entropy(self.supernet(x, selections, depth), y)
-            for param, grad in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            losses.append(float(loss.detach()))
+            del loss  # autograd.grad skips the branches no α or β feeds (the stem): they hold activations till now
+            for param, grad in zip(params, grads):
                 if grad is not None:
                     param.grad += grad.detach().to(param.dtype) / self.params.samples
-            losses.append(float(loss.detach()))
         return {"arch_loss": float(np.mean(losses))}
 
     def _averaged(self, name: str, grads: list[np.ndarray]) -> list[np.ndarray]:
