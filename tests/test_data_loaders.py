@@ -121,8 +121,8 @@ def test_image_folder(tmp_path):
 
 def _write_idx(path, array, compress):
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    (gzip.open(path.with_name(path.name + ".gz"), "wb") if compress else path.open("wb")).write(
-        header + array.astype(np.uint8).tobytes())
+    with gzip.open(path.with_name(path.name + ".gz"), "wb") if compress else path.open("wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
 
 
 def _write_mnist(root, train=30, test=12, compress=True):
@@ -139,8 +139,8 @@ def test_mnist_format_idx_files(tmp_path, compress):
     assert len(splits["test"]) == 12 and splits["test"].labels.tolist() == [i % 10 for i in range(12)]
     assert splits["train"].images.shape[1:] == (3, 32, 32) and splits["train"].num_classes == 10
     native = load_dataset(str(tmp_path), 28, "test")
-    raw = np.frombuffer((gzip.open if compress else open)(
-        tmp_path / ("t10k-images-idx3-ubyte" + (".gz" if compress else "")), "rb").read()[16:], np.uint8)
+    with (gzip.open if compress else open)(tmp_path / f"t10k-images-idx3-ubyte{'.gz' if compress else ''}", "rb") as f:
+        raw = np.frombuffer(f.read()[16:], np.uint8)
     assert torch.equal(native.images[:, 0], torch.from_numpy(raw.reshape(12, 28, 28).copy()))
     assert torch.equal(native.images[:, 0], native.images[:, 2])
 

@@ -131,7 +131,8 @@ def _idx_path(root: Path, name: str) -> Path:
 def _read_idx(path: Path, dims: int) -> np.ndarray:
     """An idx file of unsigned bytes with `dims` dimensions (the MNIST format: big-endian header, then the data)."""
     try:
-        raw = (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")).read()
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            raw = handle.read()
     except (OSError, EOFError) as error:
         raise ConfigError(f"{path}: cannot read ({error})") from None
     header = 4 + 4 * dims
