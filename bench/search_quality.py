@@ -108,8 +108,7 @@ _WORKER_SPLITS: dict[str, Any] = {}
 
 def _start_worker(data: DataConfig, threads: int) -> None:
     torch.set_num_threads(threads)
-    _WORKER_SPLITS.update(load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit,
-                                      train_limit=data.train_limit))
+    _WORKER_SPLITS.update(load_splits(data.source, data.resolution, ("train", "test"), **data.split_options()))
 
 
 def _train_in_worker(arch: str, epochs: int, config: SearchConfig, seed: int) -> float:
@@ -258,8 +257,7 @@ def main() -> None:
     base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
                         threads=args.threads, seed=args.seed,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
-    splits = load_splits(data.source, data.resolution, ("train", "test"), limit=data.limit,
-                         train_limit=data.train_limit)
+    splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)
     runs = workdir if args.quick else args.runs
     lut_digest = file_digest(lut)

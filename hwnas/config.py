@@ -15,6 +15,8 @@ import yaml
 
 from hwnas.errors import ConfigError
 
+SPLIT_OPTIONS = ("test_fraction", "val_fraction", "arch_fraction", "split_seed", "limit", "train_limit")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -30,6 +32,10 @@ class DataConfig:
     limit: int = 0  # keep at most this many images per split (0: all); for quick checks and tests
     train_limit: int = 0  # keep at most this many training images (0: all), test and val whole: a large dataset's
     #                       full test set resolves small accuracy differences while training stays affordable
+
+    def split_options(self) -> dict[str, Any]:
+        """The `hwnas.data.load_splits` keywords that decide which images land in which split."""
+        return {name: getattr(self, name) for name in SPLIT_OPTIONS}
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,7 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     saved = json.loads(folder.file(ARCH).read_text())
     arch = Arch.load(folder.file(ARCH))
     data = config.data
-    splits = load_splits(data.source, data.resolution, ("train", "test"), test_fraction=data.test_fraction,
-                         val_fraction=data.val_fraction, arch_fraction=data.arch_fraction,
-                         split_seed=data.split_seed, limit=data.limit, train_limit=data.train_limit)
+    splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
     if arch.num_classes != splits["train"].num_classes:
         raise HwnasError(f"{folder.file(ARCH)}: {arch.num_classes} classes, the data has "
                          f"{splits['train'].num_classes}")

@@ -140,9 +140,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     started = time.perf_counter()
     data = config.data
     splits = load_splits(data.source, data.resolution, ("train_weights", "train_arch", "val"),
-                         test_fraction=data.test_fraction, val_fraction=data.val_fraction,
-                         arch_fraction=data.arch_fraction, split_seed=data.split_seed, limit=data.limit,
-                         train_limit=data.train_limit)
+                         **data.split_options())
     num_classes = splits["train_weights"].num_classes
     if space is None:
         space = resolve_space(config.space, data.resolution, num_classes)

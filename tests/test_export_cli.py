@@ -122,6 +122,20 @@ def test_run_without_trained_weights_exports_with_a_warning(trained_run, tmp_pat
     assert "no latency table" in report["latency"]["predicted"][0]["error"]
 
 
+def test_run_split_settings_reach_the_export_source(tmp_path):
+    from hwnas.config import DataConfig, SearchConfig, save_config
+    from hwnas.export.source import resolve_source
+
+    run = tmp_path / "cut"
+    run.mkdir()
+    get_space("fbnet", 32, 10).sample(random.Random(0)).save(run / "arch.json", device="cpu", space="fbnet")
+    data = DataConfig(source="digits", split_seed=3, limit=500, train_limit=200)
+    save_config(SearchConfig(device="cpu", space="fbnet", data=data), run / "config.yaml")
+    source = resolve_source(run)
+    assert source.data == "digits" and source.data_options == data.split_options()
+    assert source.data_options["train_limit"] == 200
+
+
 def test_supernet_leftovers_in_the_weights_are_refused(trained_run, tmp_path):
     run = tmp_path / "leftovers"
     shutil.copytree(trained_run[0], run, ignore=shutil.ignore_patterns("export"))

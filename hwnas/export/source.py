@@ -17,10 +17,10 @@ from torch import nn
 
 from hwnas.arch import Arch
 from hwnas.batchnorm import reestimate_batchnorm
+from hwnas.config import SPLIT_OPTIONS
 from hwnas.errors import ConfigError, HwnasError
 
 WEIGHTS_FILE = "trained.pt"
-SPLIT_OPTIONS = ("test_fraction", "val_fraction", "arch_fraction", "split_seed", "limit")  # config.yaml data.*
 
 
 @dataclass(frozen=True)
