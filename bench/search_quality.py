@@ -197,7 +197,8 @@ def search_once(config: SearchConfig, runs: Path, space: Any, lut_digest: str) -
         run_search(None if resume else config, out, resume=resume, space=space)
     summary = json.loads((out / SUMMARY).read_text())
     return {"seed": config.seed, "predicted_ms": summary["predicted_ms"], "budget_ms": summary["budget_ms"],
-            "derivation": summary["repair_method"], "arch": summary["arch"], "run": str(out)}
+            "derivation": summary["repair_method"], "arch": summary["arch"], "run": str(out),
+            "arch_confidence": summary.get("arch_confidence")}  # None for searches run before it was recorded
 
 
 def main() -> None:

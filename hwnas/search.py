@@ -209,6 +209,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
                "arch": derivation.arch.to_string(), "epochs": config.epochs, "world_size": ranks.world,
                "arch_params_identical_across_ranks": True, "lut": str(lut_path),
                "val_acc": history[-1]["val_acc"] if history else None,
+               "arch_confidence": arch_confidence(strategy.arch_weights()),
                "seconds": time.perf_counter() - started}
     if ranks.is_main:
         derivation.arch.save(run.file(ARCH), device=config.device, space=config.space, strategy=config.strategy,
@@ -220,6 +221,22 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         _plots(run, strategy, history, budget_ms, derivation, config)
     ranks.barrier()
     return SearchResult(run.path, config, derivation, range_ms, history, summary)
+
+
+UNDECIDED_CONFIDENCE = 0.1  # below this mean confidence the CLI warns that argmax rests on small differences
+
+
+def arch_confidence(rows: list[tuple[str, np.ndarray]]) -> float | None:
+    """Mean over layers of how far each layer's top architecture weight stands above uniform, (max − 1/K)/(1 − 1/K)
+    of its weights as shares: 0 for uniform weights, 1 for one-hot. None when no layer has two or more options."""
+    scores = []
+    for _, weights in rows:
+        shares = np.clip(np.asarray(weights, dtype=float).ravel(), 0.0, None)
+        if len(shares) < 2 or shares.sum() <= 0:
+            continue
+        uniform = 1.0 / len(shares)
+        scores.append((shares.max() / shares.sum() - uniform) / (1.0 - uniform))
+    return float(np.mean(scores)) if scores else None
 
 
 def _plots(run: RunDir, strategy: Any, history: list[dict[str, Any]], budget_ms: float, derivation: Derivation,

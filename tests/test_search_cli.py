@@ -118,3 +118,12 @@ def test_uncalibrated_lut_is_announced_with_the_command_that_fixes_it(folder, tm
     calibrated = _Notes()
     open_latency_model(config, space, Ranks(), calibrated)
     assert calibrated.notes == []
+
+
+def test_untrained_architecture_weights_are_flagged(folder, tmp_path):
+    """With a zero architecture learning rate FBNet's θ stays at its uniform start: confidence 0 and a warning."""
+    result = runner.invoke(app, _args(folder, tmp_path / "frozen", "--strategy", "fbnet", "--latency-budget", "50%",
+                                      "-p", "arch_lr=0", "-p", "arch_weight_decay=0"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "frozen" / "search.json").read_text())["arch_confidence"] == pytest.approx(0.0)
+    assert "close to uniform" in " ".join(result.output.split())

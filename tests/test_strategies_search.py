@@ -10,7 +10,7 @@ import torch
 from hwnas.arch import Arch
 from hwnas.config import DataConfig, SearchConfig
 from hwnas.latency import space_range_ms
-from hwnas.search import run_search
+from hwnas.search import arch_confidence, run_search
 from hwnas.strategies import SearchProblem, make_strategy
 from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, write_tiny_chain
 
@@ -60,6 +60,7 @@ def test_search_ends_within_budget(folder, tmp_path, strategy):
     assert result.history[1]["arch_steps"] > 0
     for name in ("config.yaml", "history.csv", "supernet.pt", "search.json", "arch_weights.png", "latency.png"):
         assert (result.run_dir / name).exists(), name
+    assert 0.0 <= json.loads((result.run_dir / "search.json").read_text())["arch_confidence"] <= 1.0
     if strategy == "hardcore":  # the hard constraint holds after every Frank-Wolfe step, hence every epoch
         assert all(row["expected_ms"] <= budget * (1 + 1e-6) for row in result.history)
 
@@ -137,3 +138,15 @@ def test_low_argmax_is_filled_to_the_floor(folder, strategy):
     if derived.argmax_ms < 0.9 * problem.budget_ms:  # filled, or (DenseNAS) moved to another route
         assert derived.repaired and derived.predicted_ms > derived.argmax_ms
         assert "fill" in derived.method or derived.method.startswith("route")
+
+
+def test_arch_confidence_runs_from_uniform_to_one_hot():
+    import numpy as np
+
+    uniform, one_hot = np.full(4, 0.25), np.array([0.0, 1.0, 0.0, 0.0])
+    assert arch_confidence([("a", uniform)]) == pytest.approx(0.0)
+    assert arch_confidence([("a", one_hot)]) == pytest.approx(1.0)
+    halfway = np.array([0.625, 0.125, 0.125, 0.125])  # top share 1/4 + (3/4)/2
+    assert arch_confidence([("a", halfway), ("b", uniform)]) == pytest.approx(0.25)
+    assert arch_confidence([("a", 2 * halfway)]) == pytest.approx(0.5)  # weights as shares: scale does not matter
+    assert arch_confidence([("fixed", np.array([1.0]))]) is None and arch_confidence([]) is None

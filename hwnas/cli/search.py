@@ -58,7 +58,7 @@ def search(
     """Search SPACE for the most accurate architecture whose predicted latency on DEVICE meets the budget."""
     from hwnas.config import DataConfig, SearchConfig, load_config, override, parse_assignments
     from hwnas.errors import ConfigError
-    from hwnas.search import run_search
+    from hwnas.search import UNDECIDED_CONFIDENCE, run_search
 
     config = None
     if not resume:
@@ -92,6 +92,12 @@ def search(
     console.print(f"predicted {summary['predicted_ms']:.4g} ms on {summary['device']} (budget "
                   f"{summary['budget_ms']:.4g} ms, feasible {summary['range_ms'][0]:.4g}..{summary['range_ms'][1]:.4g}"
                   f" ms); {result.derivation.describe()}")
+    confidence = summary["arch_confidence"]
+    if confidence is not None and confidence < UNDECIDED_CONFIDENCE:
+        console.print(f"[yellow]warning:[/yellow] the architecture weights are still close to uniform (confidence "
+                      f"{confidence:.3f}, 0 = uniform, 1 = one-hot): the derived choices rest on small differences; "
+                      "search for more --epochs or raise the architecture step "
+                      "(-p arch_lr=...; hardcore: -p max_gamma=...)")
     console.print(f"wrote {result.run_dir}/ (config.yaml, history.csv, supernet.pt, arch.json, arch_weights.png, "
                   f"latency.png); next: hwnas train {result.run_dir}")
 
