@@ -202,6 +202,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
                          f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
     history = rows
+    weights = strategy.arch_weights()
     summary = {"run": str(run.path), "device": config.device, "space": config.space, "strategy": config.strategy,
                "budget": config.budget, "budget_ms": budget_ms, "range_ms": list(range_ms),
                "predicted_ms": derivation.predicted_ms, "argmax_ms": derivation.argmax_ms,
@@ -209,7 +210,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
                "arch": derivation.arch.to_string(), "epochs": config.epochs, "world_size": ranks.world,
                "arch_params_identical_across_ranks": True, "lut": str(lut_path),
                "val_acc": history[-1]["val_acc"] if history else None,
-               "arch_confidence": arch_confidence(strategy.arch_weights()),
+               "arch_confidence": arch_confidence(weights),
                "seconds": time.perf_counter() - started}
     if ranks.is_main:
         derivation.arch.save(run.file(ARCH), device=config.device, space=config.space, strategy=config.strategy,
@@ -218,7 +219,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
                              repair_method=derivation.method, dataset=data.source, num_classes=num_classes,
                              lut=str(lut_path), seed=config.seed)
         run.write_json(SUMMARY, summary)
-        _plots(run, strategy, history, budget_ms, derivation, config)
+        _plots(run, strategy, weights, history, budget_ms, derivation, config)
     ranks.barrier()
     return SearchResult(run.path, config, derivation, range_ms, history, summary)
 
@@ -239,11 +240,11 @@ def arch_confidence(rows: list[tuple[str, np.ndarray]]) -> float | None:
     return float(np.mean(scores)) if scores else None
 
 
-def _plots(run: RunDir, strategy: Any, history: list[dict[str, Any]], budget_ms: float, derivation: Derivation,
-           config: SearchConfig) -> None:
+def _plots(run: RunDir, strategy: Any, weights: list[tuple[str, np.ndarray]], history: list[dict[str, Any]],
+           budget_ms: float, derivation: Derivation, config: SearchConfig) -> None:
     from hwnas.search_plots import plot_arch_weights, plot_latency
 
-    plot_arch_weights(strategy.arch_weights(), run.file("arch_weights.png"),
+    plot_arch_weights(weights, run.file("arch_weights.png"),
                       f"{config.strategy} on {config.space}: architecture weights per layer")
     if history:
         plot_latency(history, budget_ms, run.file("latency.png"), derivation.predicted_ms)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,8 +142,6 @@ def test_low_argmax_is_filled_to_the_floor(folder, strategy):
 
 
 def test_arch_confidence_runs_from_uniform_to_one_hot():
-    import numpy as np
-
     uniform, one_hot = np.full(4, 0.25), np.array([0.0, 1.0, 0.0, 0.0])
     assert arch_confidence([("a", uniform)]) == pytest.approx(0.0)
     assert arch_confidence([("a", one_hot)]) == pytest.approx(1.0)
