@@ -7,6 +7,9 @@ where it scores like the best random one, the data cannot tell the space's archi
 best random one: one search is one draw, and searches spread about as widely as random networks do. The JSON keeps
 every network's accuracy per seed; `margin` is the median search's mean minus the best random one's and
 `margin_se` its standard error from the seeds' spread (a margin under about twice that is training-seed noise).
+`seed_tau` says whether the networks can be told apart at all: the mean Kendall tau between two training seeds'
+rankings of the same networks. Near 0 the ranking is the seeds' lottery (bench/supernet_rank.py then asks whether
+the supernet ranks them any better).
 
 Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
 (keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
@@ -184,6 +187,19 @@ def margin_standard_error(searched: list[float], best_random: list[float]) -> fl
     return float(np.sqrt(np.var(searched, ddof=1) / len(searched) + np.var(best_random, ddof=1) / len(best_random)))
 
 
+def seed_rank_agreement(seed_accuracies: list[list[float]]) -> float | None:
+    """Mean over pairs of training seeds of Kendall's tau between the networks' accuracies under one seed and under
+    the other (None with one seed). Near 0, which network scores higher changes with the seed: the networks are
+    alike under this schedule, the best of N random ones is the luckiest of N, and no search beats it but by
+    chance."""
+    from scipy.stats import kendalltau
+
+    seeds = len(seed_accuracies[0])
+    taus = [kendalltau([n[a] for n in seed_accuracies], [n[b] for n in seed_accuracies]).statistic
+            for a in range(seeds) for b in range(a + 1, seeds)]
+    return float(np.mean(taus)) if taus else None
+
+
 def search_once(config: SearchConfig, runs: Path, space: Any, lut_digest: str) -> dict[str, Any]:
     """One search's derived network, in a run folder named by a hash of its settings and LUT: read back when that
     search finished before, resumed from its checkpoint when it was stopped, run otherwise."""
@@ -304,6 +320,7 @@ def main() -> None:
                      "beats_best_random": median > best, "margin": median - best,
                      "margin_se": margin_standard_error(median_search["seed_accs"], best_random["seed_accs"]),
                      "fastest_acc": accuracies.get("fastest"),
+                     "seed_tau": seed_rank_agreement([n["seed_accs"] for n in (*searches, *randoms)]),
                      "random": count, "seconds": time.perf_counter() - start,
                      "arch": median_search["arch"], "searches": searches, "randoms": randoms})
     if args.searches_only:
@@ -312,7 +329,7 @@ def main() -> None:
            f"[{base.budget_floor:g}, 1] x budget",
            ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "searches_beating",
             "randoms_beaten", "best_random_acc", "mean_random_acc", "beats_best_random", "margin", "margin_se",
-            "fastest_acc", "seconds"],
+            "seed_tau", "fastest_acc", "seconds"],
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,

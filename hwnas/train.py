@@ -259,19 +259,32 @@ class SearchLoop:
         statistics re-estimated for that choice first and put back after."""
         calibration = self.weights.batches(self.batch_size, seed=self.seed, shuffle=False, rank=self.ranks.rank,
                                            world=self.ranks.world, augment=False)
-        with batchnorm_recalibrated(self.strategy.supernet, self.strategy.eval_logits,
-                                    (x.to(self.device) for x, _ in calibration), BATCHNORM_CALIBRATION_BATCHES):
-            correct = seen = 0.0
-            for x, y in self.val.batches(256, shuffle=False, rank=self.ranks.rank, world=self.ranks.world,
-                                         augment=False, drop_last=False):
-                x, y = x.to(self.device), y.to(self.device)
-                correct += float((self.strategy.eval_logits(x).argmax(1) == y).sum())
-                seen += len(y)
+        batches = self.val.batches(256, shuffle=False, rank=self.ranks.rank, world=self.ranks.world, augment=False,
+                                   drop_last=False)
+        correct, seen = recalibrated_hits(self.strategy.supernet, self.strategy.eval_logits, calibration, batches,
+                                          self.device)
         correct, seen = _sum_over_ranks([correct, seen], self.ranks)
         return correct / max(seen, 1)
 
 
 BATCHNORM_CALIBRATION_BATCHES = 8
+
+
+@torch.no_grad()
+def recalibrated_hits(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+                      calibration: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                      batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                      device: torch.device) -> tuple[float, float]:
+    """(correct, seen) of `forward` (one network inside the supernet `model`) over `batches`, with the batch-norm
+    statistics re-estimated for it on the first BATCHNORM_CALIBRATION_BATCHES of `calibration` and put back after."""
+    with batchnorm_recalibrated(model, forward, (x.to(device) for x, _ in calibration),
+                                BATCHNORM_CALIBRATION_BATCHES):
+        correct = seen = 0.0
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            correct += float((forward(x).argmax(1) == y).sum())
+            seen += len(y)
+    return correct, seen
 
 
 def make_weight_optimizer(params: Iterable[nn.Parameter], lr: float, momentum: float,
