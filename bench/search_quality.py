@@ -64,7 +64,7 @@ from hwnas.dense_space import DenseSpace
 from hwnas.errors import ConfigError
 from hwnas.export.report import inputs_key
 from hwnas.latency import chain_cost
-from hwnas.profilers.base import file_digest
+from hwnas.lut.model import LatencyModel
 from hwnas.projection import project_chain
 from hwnas.run import CHECKPOINT, SUMMARY
 from hwnas.search import run_search
@@ -200,13 +200,23 @@ def seed_rank_agreement(seed_accuracies: list[list[float]]) -> float | None:
     return float(np.mean(taus)) if taus else None
 
 
-def search_once(config: SearchConfig, runs: Path, space: Any, lut_digest: str) -> dict[str, Any]:
-    """One search's derived network, in a run folder named by a hash of its settings and LUT: read back when that
-    search finished before, resumed from its checkpoint when it was stopped, run otherwise."""
+def space_latency_digest(model: LatencyModel, space: Any) -> str:
+    """A digest of what a search of `space` reads from the LUT: its blocks' latencies and the calibration at its
+    resolution. Rows that another space adds to a shared LUT leave it, and the search folders named by it, as
+    they were."""
+    keys = sorted({spec.key for spec in space.specs()})
+    latencies = [float(ms) for ms in model.table.latencies(keys, model.force)]
+    return inputs_key({"blocks": dict(zip(keys, latencies)),
+                       "calibration": model.calibration_for(space.resolution).to_dict()})
+
+
+def search_once(config: SearchConfig, runs: Path, space: Any, latency_digest: str) -> dict[str, Any]:
+    """One search's derived network, in a run folder named by a hash of its settings and the latencies it reads:
+    read back when that search finished before, resumed from its checkpoint when it was stopped, run otherwise."""
     settings = to_dict(config)
     if not config.data.train_limit:  # the folders of searches from before --train-limit keep their names
         settings["data"].pop("train_limit")
-    key = inputs_key({"config": settings, "space": repr(space), "lut": lut_digest})
+    key = inputs_key({"config": settings, "space": repr(space), "lut": latency_digest})
     out = runs / f"{config.strategy}-seed{config.seed}-{key}"
     if not (out / SUMMARY).exists():
         resume = (out / CHECKPOINT).exists()
@@ -277,7 +287,6 @@ def main() -> None:
     splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)
     runs = workdir if args.quick else args.runs
-    lut_digest = file_digest(lut)
     rows = []
     console = Console()
     for strategy in args.strategies:
@@ -288,7 +297,7 @@ def main() -> None:
         for offset in range(args.searches):
             config = replace(base, strategy=strategy, space=space.name, strategy_params=params,
                              seed=args.seed + offset)
-            searches.append(search_once(config, runs, space, lut_digest))
+            searches.append(search_once(config, runs, space, space_latency_digest(model, space)))
             console.print(f"{strategy} search {offset + 1}/{args.searches}: {searches[-1]['predicted_ms']:.3f} ms "
                           f"(budget {searches[-1]['budget_ms']:.3f}) after {time.perf_counter() - start:.0f} s")
         if args.searches_only:
