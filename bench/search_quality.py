@@ -7,9 +7,9 @@ where it scores like the best random one, the data cannot tell the space's archi
 best random one: one search is one draw, and searches spread about as widely as random networks do. The JSON keeps
 every network's accuracy per seed; `margin` is the median search's mean minus the best random one's and
 `margin_se` its standard error from the seeds' spread (a margin under about twice that is training-seed noise).
-`seed_tau` says whether the networks can be told apart at all: the mean Kendall tau between two training seeds'
-rankings of the same networks. Near 0 the ranking is the seeds' lottery (bench/supernet_rank.py then asks whether
-the supernet ranks them any better).
+`network_sd` and `seed_sd` say whether the networks can be told apart at all: the spread of their true accuracies
+and of one network's accuracy between training seeds. With network_sd near 0 the ranking is the seeds' lottery
+(bench/supernet_rank.py then asks whether the supernet ranks them any better).
 
 Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
 (keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
@@ -187,17 +187,18 @@ def margin_standard_error(searched: list[float], best_random: list[float]) -> fl
     return float(np.sqrt(np.var(searched, ddof=1) / len(searched) + np.var(best_random, ddof=1) / len(best_random)))
 
 
-def seed_rank_agreement(seed_accuracies: list[list[float]]) -> float | None:
-    """Mean over pairs of training seeds of Kendall's tau between the networks' accuracies under one seed and under
-    the other (None with one seed). Near 0, which network scores higher changes with the seed: the networks are
-    alike under this schedule, the best of N random ones is the luckiest of N, and no search beats it but by
-    chance."""
-    from scipy.stats import kendalltau
-
-    seeds = len(seed_accuracies[0])
-    taus = [kendalltau([n[a] for n in seed_accuracies], [n[b] for n in seed_accuracies]).statistic
-            for a in range(seeds) for b in range(a + 1, seeds)]
-    return float(np.mean(taus)) if taus else None
+def network_and_seed_spread(seed_accuracies: list[list[float]]) -> tuple[float, float] | None:
+    """(network_sd, seed_sd): how much the networks' true accuracies differ, and how much one network's accuracy
+    moves between training seeds (one-way analysis of variance over the networks' per-seed accuracies; None with
+    one seed). Where network_sd is small beside seed_sd / sqrt(seeds), the networks cannot be told apart under this
+    schedule: the best of N random ones is the luckiest of N, and no search beats it but by chance."""
+    accuracies = np.asarray(seed_accuracies)
+    seeds = accuracies.shape[1]
+    if seeds < 2:
+        return None
+    seed_var = float(accuracies.var(axis=1, ddof=1).mean())
+    network_var = float(accuracies.mean(axis=1).var(ddof=1)) - seed_var / seeds
+    return float(np.sqrt(max(network_var, 0.0))), float(np.sqrt(seed_var))
 
 
 def space_latency_digest(model: LatencyModel, space: Any) -> str:
@@ -321,6 +322,7 @@ def main() -> None:
         best_random = max(randoms, key=lambda r: r["acc"])
         best = best_random["acc"]
         median_search = min(searches, key=lambda s: abs(s["acc"] - median))
+        spread = network_and_seed_spread([n["seed_accs"] for n in (*searches, *randoms)]) or (None, None)
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
                      "predicted_ms": median_search["predicted_ms"], "derivation": median_search["derivation"],
                      "searched_acc": median, "searches_beating": sum(s["acc"] > best for s in searches),
@@ -329,7 +331,7 @@ def main() -> None:
                      "beats_best_random": median > best, "margin": median - best,
                      "margin_se": margin_standard_error(median_search["seed_accs"], best_random["seed_accs"]),
                      "fastest_acc": accuracies.get("fastest"),
-                     "seed_tau": seed_rank_agreement([n["seed_accs"] for n in (*searches, *randoms)]),
+                     "network_sd": spread[0], "seed_sd": spread[1],
                      "random": count, "seconds": time.perf_counter() - start,
                      "arch": median_search["arch"], "searches": searches, "randoms": randoms})
     if args.searches_only:
@@ -338,7 +340,7 @@ def main() -> None:
            f"[{base.budget_floor:g}, 1] x budget",
            ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "searches_beating",
             "randoms_beaten", "best_random_acc", "mean_random_acc", "beats_best_random", "margin", "margin_se",
-            "seed_tau", "fastest_acc", "seconds"],
+            "network_sd", "seed_sd", "fastest_acc", "seconds"],
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,
