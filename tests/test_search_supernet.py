@@ -37,6 +37,50 @@ def test_mixed_layer_paths():
     assert torch.allclose(layer(x, per_sample), expected, atol=1e-5)
 
 
+def _saved_bytes(run, *args):
+    """run(*args) and the bytes autograd saves for its backward (parameters included; compared in pairs)."""
+    sizes = {}
+
+    def pack(tensor):
+        sizes[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = run(*args)
+    return result, sum(sizes.values())
+
+
+def test_closed_gate_path_keeps_gradients_and_saves_only_its_output():
+    """ProxylessNAS's closed gate (weight exactly 0): the same output and the same gradients for the input and the
+    gates, with the closed path run without autograd (its parameters get no gradient, its internals are not kept)."""
+    torch.manual_seed(0)
+    layer = MixedLayer(_specs()).eval()
+    x = torch.randn(2, 16, 8, 8)
+    upstream = torch.randn(2, 16, 8, 8)
+    results = []
+    for closed in ((), (3,)):
+        layer.zero_grad(set_to_none=True)
+        inputs = x.clone().requires_grad_(True)
+        gate = torch.tensor([1.0, 0.0], requires_grad=True)
+        weights = torch.zeros(len(TOKENS)).index_copy(0, torch.tensor([1, 3]), gate)
+        out, saved = _saved_bytes(layer, inputs, weights, (1, 3), closed)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), inputs.grad, gate.grad, saved,
+                        [p.grad for p in layer.candidates[3].parameters()]))
+    (out_a, x_a, gate_a, saved_a, _), (out_b, x_b, gate_b, saved_b, closed_grads) = results
+    assert torch.equal(out_a, out_b)
+    assert torch.allclose(x_a, x_b, atol=1e-6)
+    assert torch.allclose(gate_a, gate_b, atol=1e-5) and gate_b[1] != 0  # the closed gate still learns
+    assert all(g is None for g in closed_grads)
+    assert saved_b < saved_a
+
+
+def test_masked_layer_refuses_closed_gates():
+    layer = MaskedInvertedResidual(_specs())
+    with pytest.raises(ValueError, match="masked=False"):
+        layer(torch.randn(2, 16, 8, 8), torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]), (0, 1), (0,))
+
+
 @pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_masked_layer_computes_the_chosen_candidate(index):
     """With one-hot weights the shared-weight layer equals the standalone block holding the matching slices."""

@@ -3,8 +3,8 @@ weight step, two sampled paths per architecture step with the BinaryConnect-styl
 CE + λ·E[LAT] with E[LAT] = Σ_i Σ_j p^i_j F(o^i_j) from the LUT.
 
 Architecture step (the paper's Sec. 3.2.1 and its released implementation): per layer, draw two paths from the
-multinomial p = softmax(α), renormalise their probabilities p̃, open one gate g by p̃, forward only the gated
-path (the other path's output is kept for its gate gradient), then
+multinomial p = softmax(α), renormalise their probabilities p̃, open one gate g by p̃, forward the gated path
+with autograd and the closed one without (only its output is kept, for its gate gradient), then
 ∂L/∂α_i = Σ_j ∂L/∂g_j · p̃_j (δ_ij − p̃_i) for the two sampled i, j; after the optimizer step the two sampled α
 are shifted so the probabilities of the paths not sampled stay as they were.
 """
@@ -80,11 +80,13 @@ class ProxylessStrategy(ChainLogitsStrategy):
             sampled = sample_without_replacement(F.softmax(theta.detach(), -1), self.params.paths, self.generator)
             local = F.softmax(theta.detach()[sampled], -1)
             gate = torch.zeros(len(sampled))
-            gate[sample_index(local, self.generator)] = 1.0
+            opened = sample_index(local, self.generator)
+            gate[opened] = 1.0
             gate.requires_grad_(True)
             weights = torch.zeros(len(theta)).index_copy(0, torch.tensor(sampled), gate)
             gates.append(gate)
-            selections.append(Selection(weights, tuple(sampled)))
+            selections.append(Selection(weights, tuple(sampled), tuple(s for i, s in enumerate(sampled)
+                                                                       if i != opened)))
             self._sampled.append(sampled)
         ce = F.cross_entropy(self.supernet(x, selections), y)
         gate_grads = torch.autograd.grad(ce, gates)

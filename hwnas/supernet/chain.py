@@ -20,10 +20,13 @@ from hwnas.supernet.mixed import MaskedInvertedResidual, MixedLayer, maskable
 
 @dataclass(frozen=True)
 class Selection:
-    """What one mixed layer forwards with: weights over its K candidates, and which paths to compute (None: all)."""
+    """What one mixed layer forwards with: weights over its K candidates, which paths to compute (None: all), and
+    which of those have a closed gate (weight exactly 0: no gradient flows through them, so they run without autograd
+    and only their output is kept, for the gate's gradient)."""
 
     weights: torch.Tensor
     active: tuple[int, ...] | None = None
+    closed: tuple[int, ...] = ()
 
     @classmethod
     def one(cls, index: int, size: int, weights: torch.Tensor | None = None) -> Selection:
@@ -63,7 +66,7 @@ class ChainSupernet(nn.Module):
             outputs = []
             for position in positions:
                 selection = selections[position.index]
-                x = self.layers[position.index](x, selection.weights, selection.active)
+                x = self.layers[position.index](x, selection.weights, selection.active, selection.closed)
                 if beta is not None and position.layer + 1 >= self.min_depth(stage):
                     outputs.append(x)
             if beta is not None:

@@ -30,12 +30,19 @@ class MixedLayer(nn.Module):
     def __len__(self) -> int:
         return len(self.candidates)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None) -> torch.Tensor:
-        """Σ_{k in active} w_k · o_k(x); weights (K,) or per sample (N, K); active None means every path."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None,
+                closed: Sequence[int] = ()) -> torch.Tensor:
+        """Σ_{k in active} w_k · o_k(x); weights (K,) or per sample (N, K); active None means every path. Paths in
+        `closed` have w_k = 0, so no gradient reaches x or their weights through them: they run without autograd,
+        and what they save for backward is their output alone (ProxylessNAS's two-path step keeps one graph)."""
         index = list(range(len(self.candidates))) if active is None else list(active)
-        outputs = [self.candidates[k](x) for k in index]
+        outputs = [self._closed(k, x) if k in closed else self.candidates[k](x) for k in index]
         chosen = weights if active is None else weights[..., index]
         return kernels.mixed_sum(outputs, chosen)
+
+    def _closed(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.candidates[k](x)
 
 
 def maskable(specs: Sequence[BlockSpec]) -> bool:
@@ -102,9 +109,13 @@ class MaskedInvertedResidual(nn.Module):
     def __len__(self) -> int:
         return len(self.specs)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None,
+                closed: Sequence[int] = ()) -> torch.Tensor:
         if weights.dim() != 1:
             raise ValueError("the masked layer mixes one weight vector per batch, not per sample")
+        if closed:
+            raise ValueError("the masked layer shares its weights between paths and cannot run one without autograd; "
+                             "closed gates need a supernet built with masked=False")
         weights = weights.to(x.device)
         if active is not None:  # paths left out carry no weight here
             keep = torch.zeros_like(weights)
