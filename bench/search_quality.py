@@ -295,10 +295,11 @@ def main() -> None:
         start = time.perf_counter()
         params = {**({"hard": True} if strategy == "fbnet" and args.fbnet_hard else {}), **extra_params}
         searches = []
+        latency_digest = space_latency_digest(model, space)
         for offset in range(args.searches):
             config = replace(base, strategy=strategy, space=space.name, strategy_params=params,
                              seed=args.seed + offset)
-            searches.append(search_once(config, runs, space, space_latency_digest(model, space)))
+            searches.append(search_once(config, runs, space, latency_digest))
             console.print(f"{strategy} search {offset + 1}/{args.searches}: {searches[-1]['predicted_ms']:.3f} ms "
                           f"(budget {searches[-1]['budget_ms']:.3f}) after {time.perf_counter() - start:.0f} s")
         if args.searches_only:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,18 @@ from scipy.stats import kendalltau
 from search_common import bench_space, measured_model, report
 
 from hwnas.arch import Arch
+from hwnas.config import DataConfig
 from hwnas.data import load_splits
 from hwnas.dense_space import DenseSpace
 from hwnas.run import RunDir
 from hwnas.strategies.base import SearchProblem, make_strategy
 from hwnas.train import recalibrated_hits, resolve_device
+
+
+@cache
+def _splits(data: DataConfig, split: str) -> dict[str, Any]:
+    """The calibration and scoring splits, read once for all the searches of a run (they share the data)."""
+    return load_splits(data.source, data.resolution, ("train_weights", split), **data.split_options())
 
 
 def supernet_scores(run_path: Path, space: Any, lut: Path, quick: bool, networks: dict[str, str], split: str,
@@ -46,7 +54,7 @@ def supernet_scores(run_path: Path, space: Any, lut: Path, quick: bool, networks
     run = RunDir(run_path)
     config = run.config()
     data = config.data
-    splits = load_splits(data.source, data.resolution, ("train_weights", split), **data.split_options())
+    splits = _splits(data, split)
     space = space.with_resolution(data.resolution).with_classes(splits[split].num_classes)
     problem = SearchProblem(space, measured_model(lut, [space], config.device, quick), config.budget_ms,
                             config.seed, config.budget_floor)
@@ -113,10 +121,10 @@ def main() -> None:
         if isinstance(space, DenseSpace):
             console.print(f"{row['strategy']}: skipped, a dense routing space has no single-path score here")
             continue
-        networks = {f"search {i + 1}": s["arch"] for i, s in enumerate(row["searches"])}
-        networks.update({f"random {i + 1}": r["arch"] for i, r in enumerate(row["randoms"])})
-        scratch = {f"search {i + 1}": s["acc"] for i, s in enumerate(row["searches"])}
-        scratch.update({f"random {i + 1}": r["acc"] for i, r in enumerate(row["randoms"])})
+        entries = {**{f"search {i + 1}": s for i, s in enumerate(row["searches"])},
+                   **{f"random {i + 1}": r for i, r in enumerate(row["randoms"])}}
+        networks = {name: entry["arch"] for name, entry in entries.items()}
+        scratch = {name: entry["acc"] for name, entry in entries.items()}
         for index, search in enumerate(row["searches"]):
             scores = supernet_scores(Path(search["run"]), space, lut, results["quick"], networks, args.split, console)
             rows.append(rank_row(row["strategy"], index, scores, scratch))
