@@ -34,8 +34,9 @@ cores beside a --jobs 2 run it oversubscribes them and both crawl).
     python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
 
 FBNet runs with the paper's soft masks: a supernet of separate candidate weights trained one random path per step
-(FBNet --fbnet-hard, and likewise ProxylessNAS's sampled paths and DenseNAS's) stays at chance accuracy in 8 epochs
-on digits, so its architecture weights learn from noise.
+stays at chance accuracy (a stage's first layer has no residual, and its candidates never agree on what their
+output channels mean), so its architecture weights learn from noise. FBNet's space cannot share weights (grouped
+candidates, a projecting skip), so --fbnet-hard still does; ProxylessNAS and DenseNAS share them by default.
 """
 
 from __future__ import annotations
@@ -247,8 +248,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--torch-device", default="auto", help="where supernets and networks train (auto: CUDA if any)")
     parser.add_argument("--fbnet-hard", action="store_true", help="FBNet with one-path straight-through samples "
-                        "(about K=9 times faster on a CPU than the paper's soft masks, but a supernet of separate "
-                        "weights trained one random path per step stays at chance accuracy on digits)")
+                        "(about K=9 times faster on a CPU than the paper's soft masks, but its supernet of separate "
+                        "weights trained one random path per step stays at chance accuracy)")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="strategy hyperparameter for every strategy of the run (repeatable), as in hwnas search "
                         "-p; e.g. -p samples=1 for HardCoRe-NAS's one-sample gradient")

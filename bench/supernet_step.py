@@ -35,10 +35,12 @@ from hwnas.supernet.dense import DenseSupernet
 MODES = {  # label -> (strategy, its parameters)
     "fbnet (soft, paper)": ("fbnet", {}),
     "fbnet (hard)": ("fbnet", {"hard": True}),
-    "proxyless": ("proxyless", {}),
+    "proxyless (masked)": ("proxyless", {}),
+    "proxyless (paths)": ("proxyless", {"masked": False}),
     "hardcore (masked)": ("hardcore", {}),
     "hardcore (paths)": ("hardcore", {"masked": False}),
-    "densenas": ("densenas", {}),
+    "densenas (masked)": ("densenas", {}),
+    "densenas (paths)": ("densenas", {"masked": False}),
 }
 
 

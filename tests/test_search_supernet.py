@@ -75,10 +75,24 @@ def test_closed_gate_path_keeps_gradients_and_saves_only_its_output():
     assert saved_b < saved_a
 
 
-def test_masked_layer_refuses_closed_gates():
-    layer = MaskedInvertedResidual(_specs())
-    with pytest.raises(ValueError, match="masked=False"):
-        layer(torch.randn(2, 16, 8, 8), torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]), (0, 1), (0,))
+def test_masked_layer_sums_listed_paths_and_mixes_all():
+    """Listed paths on shared weights: Σ w_k·o_k with each o_k the candidate alone (binary gates: the closed path's
+    output in its gate's gradient); all paths: the marginal mixture of kernel and width (FBNetV2)."""
+    torch.manual_seed(0)
+    layer = MaskedInvertedResidual(_specs()).eval()
+    x = torch.randn(2, 16, 8, 8)
+    upstream = torch.randn(2, 16, 8, 8)
+    paths = [layer(x, Selection.one(k, 5).weights, (k,)).detach() for k in (0, 3)]
+    gate = torch.tensor([1.0, 0.0], requires_grad=True)
+    weights = torch.zeros(5).index_copy(0, torch.tensor([0, 3]), gate)
+    out = layer(x, weights, (0, 3), (3,))
+    (out * upstream).sum().backward()
+    assert torch.allclose(out, paths[0], atol=1e-6)
+    expected_gate = torch.stack([(upstream * p).sum() for p in paths])
+    assert torch.allclose(gate.grad, expected_gate, rtol=1e-4, atol=1e-4)
+    half = torch.tensor([0.5, 0.0, 0.0, 0.5, 0.0])
+    assert torch.allclose(layer(x, half, (0, 3)), 0.5 * (paths[0] + paths[1]), atol=1e-5)
+    assert not torch.allclose(layer(x, half), 0.5 * (paths[0] + paths[1]), atol=1e-3)  # all paths: the mixture
 
 
 @pytest.mark.parametrize("index", [0, 1, 2, 3])

@@ -17,15 +17,16 @@ from hwnas.supernet import ChainSupernet
 
 
 class ChainLogitsStrategy(BaseStrategy):
-    """A chain supernet with architecture logits θ_l per position (softmax probabilities)."""
+    """A chain supernet with architecture logits θ_l per position (softmax probabilities); its layers share weights
+    where the candidates allow when the strategy's params say `masked`."""
 
     space_kinds = ("chain",)
 
-    def __init__(self, problem: SearchProblem, params: Mapping[str, Any], masked: bool = False):
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
         self.space = problem.space
         self.cost: ChainCost = chain_cost(self.space, problem.latency)
-        self.supernet = ChainSupernet(self.space, masked=masked)
+        self.supernet = ChainSupernet(self.space, masked=getattr(self.params, "masked", False))
         self.logits = [torch.zeros(len(p.candidates), requires_grad=True) for p in self.space.positions]
         self.control: TradeoffController | None = None
 

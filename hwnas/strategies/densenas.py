@@ -50,6 +50,8 @@ class DenseNASParams:
     arch_ops: int = 2  # ops sampled per mixed layer in an architecture step
     budget_control: str = "dual"  # 'dual': adapt λ so the chained cost tracks the budget; 'fixed': keep λ
     control_rate: float = 1.0  # dual step: log λ += rate · (cost/budget − 1) per architecture step
+    masked: bool = True  # a layer's candidates share weights (channel masks, superkernel) where they allow; the
+    # paper keeps separate weights, which one sampled op per step leaves at chance in short searches (README)
 
 
 class DenseNASStrategy(BaseStrategy):
@@ -64,7 +66,7 @@ class DenseNASStrategy(BaseStrategy):
             raise ConfigError(f"strategy 'densenas': budget_control one of {CONTROLS}, arch_ops >= 1, tau > 1")
         self.space: DenseSpace = problem.space
         self.cost: DenseCost = dense_cost(self.space, problem.latency)
-        self.supernet = DenseSupernet(self.space)
+        self.supernet = DenseSupernet(self.space, masked=p.masked)
         self.edge_alpha = [torch.zeros(len(e.candidates), requires_grad=True) for e in self.space.edges]
         self.layer_alpha = [[torch.zeros(len(self.space.layer_specs[n]), requires_grad=True) for _ in range(b.layers)]
                             for n, b in enumerate(self.space.blocks)]

@@ -37,6 +37,8 @@ class FBNetParams:
     budget_control: str = "dual"  # 'dual': adapt β so E[LAT] tracks the budget; 'fixed': keep the paper's β
     control_rate: float = 1.0  # dual step: log β += rate · (E[LAT]/budget − 1) per architecture step
     projection: str = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
+    masked: bool = False  # share weights where the candidates allow (FBNetV2's masks: soft masks then mix kernel
+    # and width marginals); needed for `hard` on other spaces, impossible on FBNet's (grouped ops, projecting skip)
 
 
 class FBNetStrategy(ChainLogitsStrategy):

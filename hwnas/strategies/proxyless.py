@@ -41,6 +41,8 @@ class ProxylessParams:
     budget_control: str = "dual"  # 'dual': adapt λ so E[LAT] tracks the budget; 'fixed': keep λ
     control_rate: float = 1.0  # dual step: log λ += rate · (E[LAT]/budget − 1) per architecture step
     projection: str = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
+    masked: bool = True  # candidates share weights (channel masks, superkernel) where they allow; the paper keeps
+    # separate weights, which stay at chance here when one path is sampled per step (README, search quality)
 
 
 class ProxylessStrategy(ChainLogitsStrategy):

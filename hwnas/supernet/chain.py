@@ -15,7 +15,7 @@ from torch import nn
 
 from hwnas import kernels
 from hwnas.spaces import Position, Space
-from hwnas.supernet.mixed import MaskedInvertedResidual, MixedLayer, maskable
+from hwnas.supernet.mixed import mixed_layer
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,7 @@ class ChainSupernet(nn.Module):
         self.space = space
         stem, head = space.fixed_specs()
         self.stem = nn.Sequential(*(spec.build() for spec in stem))
-        self.layers = nn.ModuleList(
-            MaskedInvertedResidual(p.specs) if masked and maskable(p.specs) else MixedLayer(p.specs)
-            for p in space.positions)
+        self.layers = nn.ModuleList(mixed_layer(p.specs, masked) for p in space.positions)
         self.head = nn.Sequential(*(spec.build() for spec in head))
         self.stage_positions: list[list[Position]] = [list(ps) for ps in space.by_stage()]
 

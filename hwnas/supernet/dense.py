@@ -12,20 +12,21 @@ from torch import nn
 from hwnas import kernels
 from hwnas.dense_space import DenseChoice, DenseSpace
 from hwnas.supernet.chain import Selection
-from hwnas.supernet.mixed import MixedLayer
+from hwnas.supernet.mixed import mixed_layer
 
 
 class DenseSupernet(nn.Module):
-    """Stem, one mixed alignment layer per edge, mixed basic layers per routing block, classifier."""
+    """Stem, one mixed alignment layer per edge, mixed basic layers per routing block, classifier; `masked`: the
+    candidates of a layer share weights where they allow."""
 
-    def __init__(self, space: DenseSpace):
+    def __init__(self, space: DenseSpace, masked: bool = False):
         super().__init__()
         self.space = space
         stem, head = space.fixed_specs()
         self.stem = nn.Sequential(*(spec.build() for spec in stem))
-        self.edges = nn.ModuleList(MixedLayer(edge.candidates) for edge in space.edges)
+        self.edges = nn.ModuleList(mixed_layer(edge.candidates, masked) for edge in space.edges)
         self.blocks = nn.ModuleList(
-            nn.ModuleList(MixedLayer(space.layer_specs[node]) for _ in range(block.layers))
+            nn.ModuleList(mixed_layer(space.layer_specs[node], masked) for _ in range(block.layers))
             for node, block in enumerate(space.blocks))
         self.classifier = head[0].build()
         self.incoming = [[e.index for e in space.in_edges(node)] for node in range(space.num_nodes)]

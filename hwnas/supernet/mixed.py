@@ -4,7 +4,9 @@
 (all paths: weighted sum; one path: a sample; two paths: ProxylessNAS binary gates).
 `MaskedInvertedResidual` shares one set of weights across inverted-residual candidates that differ in kernel,
 expansion and SE (FBNetV2-style channel masks, Eq. 3.37 of the thesis, and a shared superkernel as in
-HardCoRe-NAS's one-shot model), through `hwnas.kernels.mixed_depthwise` and `masked_pointwise`.
+HardCoRe-NAS's one-shot model), through `hwnas.kernels.mixed_depthwise` and `masked_pointwise`. One-path
+strategies need the sharing on small budgets: with separate weights a random path per step leaves the supernet at
+chance (the candidates of a stage's first layer never agree on what their output channels mean).
 """
 
 from __future__ import annotations
@@ -111,44 +113,54 @@ class MaskedInvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None,
                 closed: Sequence[int] = ()) -> torch.Tensor:
+        """All paths (`active` None): the marginal mixture of kernel, width and SE under `weights` (FBNetV2).
+        Listed `active` paths: Σ_k w_k · o_k as `MixedLayer` computes it, each o_k the candidate alone on the shared
+        weights (one path for HardCoRe-NAS's samples, two for ProxylessNAS's gates and DenseNAS's pairs), the
+        `closed` ones without autograd."""
         if weights.dim() != 1:
             raise ValueError("the masked layer mixes one weight vector per batch, not per sample")
-        if closed:
-            raise ValueError("the masked layer shares its weights between paths and cannot run one without autograd; "
-                             "closed gates need a supernet built with masked=False")
         weights = weights.to(x.device)
-        if active is not None:  # paths left out carry no weight here
-            keep = torch.zeros_like(weights)
-            keep[list(active)] = 1.0
-            weights = weights * keep
-            computes_block = any(i != self.skip_index for i in active)
-        else:
-            computes_block = True
-        out = None
-        if computes_block:
-            w = weights[self.block_index]
-            total = w.sum()
-            share = w / total.clamp_min(1e-12)
-            kernel_w = torch.zeros(len(self.kernel_sizes), dtype=w.dtype, device=w.device).index_add(
-                0, self.cand_kernel, share)
-            width_w = torch.zeros(len(self.widths), dtype=w.dtype, device=w.device).index_add(
-                0, self.cand_width, share)
-            mask = width_w @ self.width_masks
-            h = self.expand(x)
-            sizes = self.kernel_sizes
-            if not kernel_w.requires_grad:  # no gradient wanted: kernels without weight need not run
-                keep = torch.nonzero(kernel_w).flatten().tolist()
-                kernel_w, sizes = kernel_w[keep], [sizes[i] for i in keep]
-            h = kernels.mixed_depthwise(h, self.superkernel, kernel_w, sizes, None, self.stride)
-            h = self.dw_act(self.dw_bn(h))
-            if self.se is not None:
-                se_w = (share * self.cand_se).sum()
-                h = se_w * self.se(h * mask.view(1, -1, 1, 1)) + (1 - se_w) * h
-            y = self.project_bn(kernels.masked_pointwise(h, self.project, mask))
-            if self.residual:
-                y = x + y
-            out = total * y
-        if self.skip_index is not None and (active is None or self.skip_index in active):
-            skip = weights[self.skip_index] * x
-            out = skip if out is None else out + skip
+        if active is None:
+            return self._mixture(x, weights)
+        outputs = [self._path(x, k, with_grad=k not in closed) for k in active]
+        return kernels.mixed_sum(outputs, weights[list(active)])
+
+    def _path(self, x: torch.Tensor, k: int, with_grad: bool) -> torch.Tensor:
+        """Candidate k alone; its one-hot weights carry no gradient, so only its own kernel size runs."""
+        if k == self.skip_index:
+            return x
+        one_hot = torch.zeros(len(self), device=x.device)
+        one_hot[k] = 1.0
+        with torch.set_grad_enabled(with_grad and torch.is_grad_enabled()):
+            return self._mixture(x, one_hot)
+
+    def _mixture(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        w = weights[self.block_index]
+        total = w.sum()
+        share = w / total.clamp_min(1e-12)
+        kernel_w = torch.zeros(len(self.kernel_sizes), dtype=w.dtype, device=w.device).index_add(
+            0, self.cand_kernel, share)
+        width_w = torch.zeros(len(self.widths), dtype=w.dtype, device=w.device).index_add(0, self.cand_width, share)
+        mask = width_w @ self.width_masks
+        h = self.expand(x)
+        sizes = self.kernel_sizes
+        if not kernel_w.requires_grad:  # no gradient wanted: kernels without weight need not run
+            keep = torch.nonzero(kernel_w).flatten().tolist()
+            kernel_w, sizes = kernel_w[keep], [sizes[i] for i in keep]
+        h = kernels.mixed_depthwise(h, self.superkernel, kernel_w, sizes, None, self.stride)
+        h = self.dw_act(self.dw_bn(h))
+        if self.se is not None:
+            se_w = (share * self.cand_se).sum()
+            h = se_w * self.se(h * mask.view(1, -1, 1, 1)) + (1 - se_w) * h
+        y = self.project_bn(kernels.masked_pointwise(h, self.project, mask))
+        if self.residual:
+            y = x + y
+        out = total * y
+        if self.skip_index is not None:
+            out = out + weights[self.skip_index] * x
         return out
+
+
+def mixed_layer(specs: Sequence[BlockSpec], masked: bool) -> MixedLayer | MaskedInvertedResidual:
+    """One searchable position: weight-sharing masked layer when `masked` and the candidates allow, else separate."""
+    return MaskedInvertedResidual(specs) if masked and maskable(specs) else MixedLayer(specs)
