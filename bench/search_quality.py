@@ -250,6 +250,8 @@ def main() -> None:
     parser.add_argument("--fbnet-hard", action="store_true", help="FBNet with one-path straight-through samples "
                         "(about K=9 times faster on a CPU than the paper's soft masks, but its supernet of separate "
                         "weights trained one random path per step stays at chance accuracy)")
+    parser.add_argument("--unit-init", action="store_true", help="supernets start with unit batch-norm scales in "
+                        "their residual branches (before zero_init_residual; to compare with it)")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="strategy hyperparameter for every strategy of the run (repeatable), as in hwnas search "
                         "-p; e.g. -p samples=1 for HardCoRe-NAS's one-sample gradient")
@@ -284,7 +286,7 @@ def main() -> None:
     data = DataConfig(source=args.data, resolution=args.resolution, limit=320 if args.quick else 0,
                       train_limit=args.train_limit)
     base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
-                        threads=args.threads, seed=args.seed,
+                        threads=args.threads, seed=args.seed, zero_init_residual=not args.unit_init,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
     splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)

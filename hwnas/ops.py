@@ -85,6 +85,11 @@ class InvertedResidual(nn.Module):
         y = self.project(self.se(self.depthwise(self.shuffle(self.expand(x)))))
         return x + y if self.residual else y
 
+    def zero_init_last(self) -> None:
+        """Start a residual block as the identity: zero its projection's batch-norm scale."""
+        if self.residual:
+            nn.init.zeros_(self.project[1].weight)
+
 
 class DepthwiseSeparable(nn.Module):
     """MobileNetV1/V2-first block: kxk depthwise, optional SE, 1x1 project; residual when shapes allow."""
@@ -99,6 +104,21 @@ class DepthwiseSeparable(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.se(self.depthwise(x)))
         return x + y if self.residual else y
+
+    def zero_init_last(self) -> None:
+        """Start a residual block as the identity: zero its projection's batch-norm scale."""
+        if self.residual:
+            nn.init.zeros_(self.project[1].weight)
+
+
+def zero_init_residual_branches(model: nn.Module) -> nn.Module:
+    """Zero the last batch-norm scale of every residual branch in `model`, so each residual block starts as the
+    identity (Goyal et al. 2017). A supernet that samples paths needs it: with unit scales, a layer whose sampled
+    candidate changes each step adds a different random branch as large as its input, and training stalls."""
+    for module in model.modules():
+        if hasattr(module, "zero_init_last"):
+            module.zero_init_last()
+    return model
 
 
 class Skip(nn.Module):

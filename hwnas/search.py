@@ -14,6 +14,7 @@ import torch
 
 from hwnas.config import SearchConfig, to_dict
 from hwnas.errors import HwnasError
+from hwnas.ops import zero_init_residual_branches
 from hwnas.run import ARCH, SUMMARY, RunDir
 from hwnas.strategies.base import Derivation, SearchProblem, make_strategy
 from hwnas.train import (
@@ -159,6 +160,8 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         raise HwnasError(f"budget_floor {config.budget_floor}: expected a share in [0, 1)")
     problem = SearchProblem(space, model, budget_ms, config.seed, config.budget_floor)
     strategy = make_strategy(config.strategy, problem, config.strategy_params)
+    if config.zero_init_residual:
+        zero_init_residual_branches(strategy.supernet)
     device = resolve_device(config.torch_device, ranks)
     strategy.supernet.to(device)
     optimizer = make_weight_optimizer(strategy.weight_parameters(), config.weight_lr, config.weight_momentum,

@@ -211,3 +211,22 @@ def test_batchnorm_recalibrated_fits_the_evaluated_network_then_restores():
         assert torch.allclose(norm.running_mean, expected_mean, atol=1e-5)
         assert torch.allclose(norm.running_var, expected_var, atol=1e-4)
     assert torch.all(norm.running_mean == 5.0) and torch.all(norm.running_var == 9.0) and norm.momentum == 0.1
+
+
+def test_zero_init_starts_residual_candidates_as_the_identity():
+    from hwnas.ops import zero_init_residual_branches
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 8, 8)
+    residual = MixedLayer(_specs(("ir_k3_e3", "ir_k5_e6_se0.25", "ds_k3", "skip")))
+    masked = MaskedInvertedResidual(_specs())
+    strided = MixedLayer(_specs(("ir_k3_e3", "ds_k3"), cout=24, stride=2))
+    before = [strided(x, Selection.one(k, 2).weights, (k,)) for k in range(2)]
+    for module in (residual, masked, strided):
+        zero_init_residual_branches(module)
+    for k in range(4):
+        assert torch.equal(residual(x, Selection.one(k, 4).weights, (k,)), x)
+    for k in range(len(TOKENS)):
+        assert torch.equal(masked(x, Selection.one(k, len(TOKENS)).weights, (k,)), x)
+    for k in range(2):  # no residual: nothing to start as the identity, the block is left as it was
+        assert torch.equal(strided(x, Selection.one(k, 2).weights, (k,)), before[k])

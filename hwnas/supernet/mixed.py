@@ -111,6 +111,11 @@ class MaskedInvertedResidual(nn.Module):
     def __len__(self) -> int:
         return len(self.specs)
 
+    def zero_init_last(self) -> None:
+        """Start as the identity where the block is residual: zero the projection's batch-norm scale."""
+        if self.residual:
+            nn.init.zeros_(self.project_bn.weight)
+
     def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None,
                 closed: Sequence[int] = ()) -> torch.Tensor:
         """All paths (`active` None): the marginal mixture of kernel, width and SE under `weights` (FBNetV2).
