@@ -11,7 +11,7 @@ batch-norm scales and with residual branches started as the identity (`init zero
 Where random paths stay near chance (0.1 on 10 classes) while a fixed path trains, the strategies' architecture
 gradients would learn from noise.
 
-    python bench/one_path_training.py --quick     # digits, 60 steps per run (~7 min on 2 CPU cores)
+    python bench/one_path_training.py --quick     # digits, 60 steps per run (~8 min on 2 CPU cores)
     python bench/one_path_training.py --data fashion-mnist-folder --train-limit 6000 --threads 2
 """
 
