@@ -37,14 +37,19 @@ from hwnas.config import DataConfig
 from hwnas.data import load_splits
 from hwnas.dense_space import DenseSpace
 from hwnas.run import RunDir
+from hwnas.selection import supernet_scorer
 from hwnas.strategies.base import SearchProblem, make_strategy
-from hwnas.train import recalibrated_hits, resolve_device
+from hwnas.train import resolve_device
+
+SCORING_SPLITS = {"val": ("val",), "test": ("test",), "heldout": ("train_arch", "val")}  # heldout: what
+# hwnas search --candidates scores on (every image that never trained the supernet's weights but the test split)
 
 
 @cache
 def _splits(data: DataConfig, split: str) -> dict[str, Any]:
     """The calibration and scoring splits, read once for all the searches of a run (they share the data)."""
-    return load_splits(data.source, data.resolution, ("train_weights", split), **data.split_options())
+    return load_splits(data.source, data.resolution, ("train_weights", *SCORING_SPLITS[split]),
+                       **data.split_options())
 
 
 def supernet_scores(run_path: Path, space: Any, lut: Path, quick: bool, networks: dict[str, str], split: str,
@@ -55,7 +60,7 @@ def supernet_scores(run_path: Path, space: Any, lut: Path, quick: bool, networks
     config = run.config()
     data = config.data
     splits = _splits(data, split)
-    space = space.with_resolution(data.resolution).with_classes(splits[split].num_classes)
+    space = space.with_resolution(data.resolution).with_classes(splits["train_weights"].num_classes)
     problem = SearchProblem(space, measured_model(lut, [space], config.device, quick), config.budget_ms,
                             config.seed, config.budget_floor)
     strategy = make_strategy(config.strategy, problem, config.strategy_params)
@@ -63,19 +68,16 @@ def supernet_scores(run_path: Path, space: Any, lut: Path, quick: bool, networks
     supernet.load_state_dict(run.load_checkpoint()["supernet"])
     device = resolve_device(config.torch_device)
     supernet.to(device)
+    names = SCORING_SPLITS[split]
+    score = supernet_scorer(
+        supernet, lambda: splits["train_weights"].batches(data.batch_size, seed=config.seed, shuffle=False,
+                                                          augment=False),
+        lambda: (batch for name in names
+                 for batch in splits[name].batches(256, shuffle=False, augment=False, drop_last=False)), device)
     scores = {}
     for name, arch in networks.items():
         started = time.perf_counter()
-        choices = space.choices_of(Arch.parse(arch))
-
-        def forward(x: torch.Tensor, choices: list[int] = choices) -> torch.Tensor:
-            return supernet.forward_choices(x, choices)
-
-        calibration = splits["train_weights"].batches(data.batch_size, seed=config.seed, shuffle=False,
-                                                      augment=False)
-        batches = splits[split].batches(256, shuffle=False, augment=False, drop_last=False)
-        correct, seen = recalibrated_hits(supernet, forward, calibration, batches, device)
-        scores[name] = correct / max(seen, 1)
+        scores[name] = score(space.choices_of(Arch.parse(arch)))
         console.print(f"  {run_path.name}: {name} scores {scores[name]:.4f} in the supernet "
                       f"({time.perf_counter() - started:.0f} s)")
     return scores
@@ -103,8 +105,9 @@ def rank_row(strategy: str, search_index: int, supernet: dict[str, float], scrat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="a bench/search_quality JSON (its search folders must exist)")
-    parser.add_argument("--split", default="val", choices=("val", "test"),
-                        help="images the supernet scores networks on (default: the searches' own validation split)")
+    parser.add_argument("--split", default="val", choices=tuple(SCORING_SPLITS),
+                        help="images the supernet scores networks on (default: the searches' own validation split; "
+                        "heldout: the architecture and validation splits, as hwnas search --candidates)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON to write (default: the results file's name with _rank)")

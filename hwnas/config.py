@@ -69,6 +69,8 @@ class SearchConfig:
     weight_momentum: float = 0.9  # SGD momentum of the supernet weights
     weight_decay: float = 4e-5  # L2 penalty on the supernet weights
     grad_clip: float = 5.0  # clip the weight gradient norm to this (0: no clipping)
+    select_candidates: int = 0  # after the search, score the derived network and this many draws from the final
+    # architecture distribution within the budget band inside the supernet (held-out splits); keep the best
     zero_init_residual: bool = True  # residual candidates start as the identity (last batch-norm scale 0): sampled
     # paths then train from the first steps; with unit scales a layer whose sampled path changes stalls training
     torch_device: str = "auto"  # where the supernet trains: auto (cuda when available), cpu, cuda, cuda:N

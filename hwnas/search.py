@@ -112,8 +112,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = False, epochs: int | None = None,
-               reporter: Reporter | None = None, space: Any = None) -> SearchResult:
-    """Search per `config` into run directory `out`; with `resume`, continue the run saved there.
+               select_candidates: int | None = None, reporter: Reporter | None = None,
+               space: Any = None) -> SearchResult:
+    """Search per `config` into run directory `out`; with `resume`, continue the run saved there (`epochs` may
+    extend it, and `select_candidates` re-derives a finished one with a supernet selection of that size).
 
     `space` (library use) searches that space object instead of resolving `config.space` by name; pass the same
     object again to resume."""
@@ -133,9 +135,14 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         raise HwnasError("run_search needs a config unless resuming")
     if epochs is not None:
         config = replace(config, epochs=epochs)
+    if select_candidates is not None:
+        config = replace(config, select_candidates=select_candidates)
     if config.epochs < 1 or not 0 <= config.warmup_epochs < config.epochs + 1:
         raise HwnasError(f"epochs {config.epochs} and warmup_epochs {config.warmup_epochs}: need epochs >= 1 and "
                          "0 <= warmup_epochs <= epochs")
+    if config.select_candidates < 0:
+        raise HwnasError(f"select_candidates {config.select_candidates}: expected 0 (keep the derived network) or "
+                         "more draws to score in the supernet")
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -201,6 +208,8 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     loop.run(start_epoch, finish_epoch)
 
     derivation = strategy.derive()
+    if config.select_candidates > 0:
+        derivation = _select(strategy, derivation, config, splits, device, reporter)
     if derivation.predicted_ms > budget_ms * (1 + 1e-9):
         raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
                          f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
@@ -214,6 +223,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
                "arch_params_identical_across_ranks": True, "lut": str(lut_path),
                "val_acc": history[-1]["val_acc"] if history else None,
                "arch_confidence": arch_confidence(weights),
+               "selection": derivation.detail.get("selection"),
                "seconds": time.perf_counter() - started}
     if ranks.is_main:
         derivation.arch.save(run.file(ARCH), device=config.device, space=config.space, strategy=config.strategy,
@@ -225,6 +235,19 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         _plots(run, strategy, weights, history, budget_ms, derivation, config)
     ranks.barrier()
     return SearchResult(run.path, config, derivation, range_ms, history, summary)
+
+
+def _select(strategy: Any, derivation: Derivation, config: SearchConfig, splits: dict[str, Any],
+            device: torch.device, reporter: Reporter) -> Derivation:
+    """The best of the derived network and config.select_candidates band draws, scored inside the supernet."""
+    from hwnas.selection import select_derivation
+
+    if not hasattr(strategy, "choice_log_probs") or "choices" not in derivation.detail:
+        reporter.note(f"select_candidates: strategy '{config.strategy}' has no per-position distribution to draw "
+                      "from; kept its derivation")
+        return derivation
+    return select_derivation(strategy, derivation, config.select_candidates, splits, config.data.batch_size,
+                             config.seed, device, reporter.note)
 
 
 UNDECIDED_CONFIDENCE = 0.1  # below this mean confidence the CLI warns that argmax rests on small differences

@@ -44,6 +44,11 @@ def search(
                                     "e.g. -p hard=true."),
     select: str = typer.Option(None, "--select", help="Cell strategies: derive by 'magnitude' (largest weight) "
                                "or 'ostr' (operation strength); the same as -p select=..."),
+    candidates: int = typer.Option(None, "--candidates", help="Chain strategies: after the search, score the "
+                                   "derived network and N draws from the final architecture distribution within "
+                                   "the budget band inside the supernet (architecture and validation splits) and "
+                                   "keep the best; 0: keep the derived one; with --resume, re-derives a finished "
+                                   "search [default: 0]."),
     config_file: Path = typer.Option(None, "--config", help="Start from this config YAML (a run's config.yaml).",
                                      dir_okay=False),
     lut: Path = typer.Option(None, "--lut", help="LUT CSV [default: luts/DEVICE.csv].", dir_okay=False),
@@ -70,18 +75,20 @@ def search(
                                limit=limit, train_limit=train_limit)
         config = override(config, device=device, space=space, strategy=strategy, budget=latency_budget, seed=seed,
                           epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
-                          torch_device=torch_device,
+                          torch_device=torch_device, select_candidates=candidates,
                           lut=str(lut) if lut else None, devices_file=str(devices_file) if devices_file else None,
                           profile_missing=profile_missing, strategy_params=params, data=data_config)
     elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit,
                                      train_limit, select)) or param:
-        raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs may change")
+        raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs and --candidates "
+                          "may change")
     import os
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     with progress_bar(quiet=as_json or not main_rank) as progress:
         display = SearchDisplay(progress, console, quiet=as_json or not main_rank)
-        result = run_search(config, out, resume=resume, epochs=epochs if resume else None, reporter=display)
+        result = run_search(config, out, resume=resume, epochs=epochs if resume else None,
+                            select_candidates=candidates if resume else None, reporter=display)
     if not main_rank:
         return
     if as_json:

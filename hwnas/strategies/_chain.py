@@ -55,8 +55,17 @@ class ChainLogitsStrategy(BaseStrategy):
         return [[op.token(self.space.act) for op in p.candidates] for p in self.space.positions]
 
     @torch.no_grad()
+    def choice_log_probs(self) -> list[np.ndarray]:
+        """log P(candidate) per position under the final architecture distribution (for hwnas.selection)."""
+        return [F.log_softmax(theta, dim=-1).numpy().astype(float) for theta in self.logits]
+
+    def derivation_scores(self) -> list[np.ndarray]:
+        """What derive() maximises within the budget, per position and candidate (additive over positions)."""
+        return self.choice_log_probs()
+
+    @torch.no_grad()
     def derive(self) -> Derivation:
-        scores = [F.log_softmax(theta, dim=-1).numpy() for theta in self.logits]
+        scores = self.derivation_scores()
         projection = project_chain(scores, self.cost, self.problem.budget_ms, self.params.projection,
                                    floor=self.problem.budget_floor)
         arch = self.space.arch(list(projection.choices))

@@ -110,13 +110,19 @@ class Derivation:
         return self.method != "argmax"
 
     def describe(self) -> str:
-        if not self.repaired:
-            return f"argmax meets the budget: {self.predicted_ms:.4g} ms <= {self.budget_ms:.4g} ms"
+        selection = self.detail.get("selection")
+        picked = "" if selection is None else (
+            f"; best of {selection['candidates']} band networks scored in the supernet: accuracy "
+            f"{selection['chosen_acc']:.4f} (the derived one {selection['derived_acc']:.4f})")
+        method = self.method.removesuffix("+select")
+        if method == "argmax":
+            return (f"argmax meets the budget: {self.argmax_ms:.4g} ms <= {self.budget_ms:.4g} ms{picked}; "
+                    f"predicted {self.predicted_ms:.4g} ms")
         if self.argmax_ms > self.budget_ms:
             return (f"argmax predicted {self.argmax_ms:.4g} ms > budget {self.budget_ms:.4g} ms; repaired by "
-                    f"{self.method} projection to {self.predicted_ms:.4g} ms")
-        return (f"argmax predicted {self.argmax_ms:.4g} ms, under the budget floor; filled ({self.method}) to "
-                f"{self.predicted_ms:.4g} ms of {self.budget_ms:.4g} ms")
+                    f"{method} projection{picked}; predicted {self.predicted_ms:.4g} ms")
+        return (f"argmax predicted {self.argmax_ms:.4g} ms, under the budget floor; filled ({method}){picked}; "
+                f"predicted {self.predicted_ms:.4g} ms of {self.budget_ms:.4g} ms")
 
 
 @runtime_checkable

@@ -320,19 +320,26 @@ class HardCoReStrategy(BaseStrategy):
         return Derivation(arch, self.problem.latency.predict(arch), argmax_ms, self.problem.budget_ms, method,
                           {"choices": choices})
 
-    def _fill(self, choices: list[int]) -> list[int]:
-        """Fill up to the budget floor by the marginal log-probability of each candidate at each position:
-        log(P_b · α_c) for a block, log(1 − P_b) for the skip of a depth-searched position."""
-        from hwnas.projection import block_sum_budget, block_sum_floor, fill_to_floor
-
+    @torch.no_grad()
+    def choice_log_probs(self) -> list[np.ndarray]:
+        """Marginal log-probability of each candidate at each position: log(P_b · α_c) for a block, log(1 − P_b)
+        for the skip of a depth-searched position (P_b: the probability that its stage is deep enough); -inf where
+        a candidate is not allowed."""
         presence = self._presence(self._beta_map())
-        scores = []
+        rows = []
         for p, (a, allowed) in enumerate(zip(self.alpha, self.allowed)):
             row = np.log(np.clip(presence[p] * a.detach().numpy(), 1e-12, None))
-            row = np.where(allowed, row, -1e9)
+            row = np.where(allowed, row, -np.inf)
             if not allowed.all():  # the skip of an optional position: the block is absent
                 row[self.skip_index[p]] = np.log(max(1 - presence[p], 1e-12))
-            scores.append(row)
+            rows.append(row)
+        return rows
+
+    def _fill(self, choices: list[int]) -> list[int]:
+        """Fill up to the budget floor by the marginal log-probability of each candidate at each position."""
+        from hwnas.projection import block_sum_budget, block_sum_floor, fill_to_floor
+
+        scores = [np.where(np.isfinite(row), row, -1e9) for row in self.choice_log_probs()]
         lat = [t.numpy() for t in self.cost.candidates_ms]
         budget = self.problem.budget_ms
         return fill_to_floor(scores, lat, choices, block_sum_floor(self.cost, budget, self.problem.budget_floor),
