@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,6 +93,10 @@ def test_fbnet_schedule_and_dual_control(setup):
     strategy = _strategy(setup, "fbnet", share=0.05, hard=True)
     strategy.start_epoch(4, 6, warmup=False)
     assert strategy.tau == pytest.approx(5.0 * 0.956 ** 4)
+    ending = _strategy(setup, "fbnet", share=0.05, tau_end=0.1)
+    for epoch, tau in ((0, 5.0), (5, 0.1)):  # tau_end: the run's last epoch reaches it, whatever the epoch count
+        ending.start_epoch(epoch, 6, warmup=False)
+        assert ending.tau == pytest.approx(tau)
     beta = strategy.control.value
     _arch_step(strategy, setup[2])
     assert strategy.control.value > beta  # expected latency above a 5% budget: the latency weight grows
@@ -119,3 +124,35 @@ def test_state_round_trip(setup, name):
     assert all(torch.equal(a, b) for a, b in zip(strategy.arch_parameters(), copy.arch_parameters()))
     assert torch.equal(strategy.generator.get_state(), copy.generator.get_state())
     assert strategy.derive().arch == copy.derive().arch
+
+
+def test_loss_change_is_exact_for_a_loss_linear_in_the_masks():
+    from hwnas.strategies.fbnet import LossChange
+
+    generator = torch.Generator().manual_seed(0)
+    values = [torch.randn(n, generator=generator, dtype=torch.float64) for n in (3, 4)]
+    masks = [F.softmax(torch.randn(n, generator=generator, dtype=torch.float64), 0).requires_grad_(True)
+             for n in (3, 4)]
+    loss = sum((m * v).sum() for m, v in zip(masks, values))
+    change = LossChange(2)
+    change.add(masks, torch.autograd.grad(loss, masks))
+    for position, (m, v) in enumerate(zip(masks, values)):
+        for c in range(len(m)):  # keep only candidate c at this position, the other position as it was
+            assert change.mean()[position][c] == pytest.approx(float(v[c] - (m.detach() * v).sum()))
+
+
+def test_fbnet_loss_selection_derives_from_the_measured_loss_change(setup):
+    strategy = _strategy(setup, "fbnet", select="loss")
+    _arch_step(strategy, setup[2])
+    _arch_step(strategy, setup[2])
+    assert strategy.loss_change.count == 2
+    scores = strategy.derivation_scores()
+    assert all(abs(float(s.sum())) > 0 for s in scores)
+    assert [len(s) for s in scores] == [len(t) for t in strategy.logits]
+    state = strategy.state_dict()
+    restored = _strategy(setup, "fbnet", select="loss")
+    restored.load_state_dict(state)
+    assert all(np.allclose(a, b) for a, b in zip(restored.derivation_scores(), scores))
+    assert restored.derive().arch.to_string() == strategy.derive().arch.to_string()
+    with pytest.raises(ConfigError, match="select=loss"):
+        _strategy(setup, "fbnet", select="loss", hard=True)

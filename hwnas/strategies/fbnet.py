@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,6 +22,7 @@ from hwnas.supernet import Selection
 from hwnas.supernet.sampling import gumbel_softmax
 
 CONTROLS = ("dual", "fixed")
+SELECTIONS = ("weights", "loss")
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,16 @@ class FBNetParams:
     beta: float = 0.6  # β, the accuracy/latency trade-off (paper: 0.6); the starting value under 'dual' control
     tau0: float = 5.0  # initial Gumbel-softmax temperature (paper: 5.0)
     tau_decay: float = 0.956  # temperature factor per epoch (paper: exp(-0.045))
+    tau_end: float = 0.0  # > 0: the factor per epoch that reaches this temperature at the last epoch instead (the
+    # paper's schedule ends near 0.09 after its 90 epochs; a short search under it never leaves the soft mixture)
     arch_lr: float = 0.01  # Adam learning rate of θ (paper: 0.01)
     arch_weight_decay: float = 5e-4  # L2 on θ (paper: 5e-4)
     hard: bool = False  # one-hot straight-through samples (one path per step) instead of soft masks (all paths)
     budget_control: str = "dual"  # 'dual': adapt β so E[LAT] tracks the budget; 'fixed': keep the paper's β
     control_rate: float = 1.0  # dual step: log β += rate · (E[LAT]/budget − 1) per architecture step
     projection: str = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
+    select: str = "weights"  # derivation scores: 'weights' (log-probabilities of θ) or 'loss' (first-order change
+    # of the task loss when a layer keeps one candidate, measured on the architecture batches; see LossChange)
     masked: bool = False  # share weights where the candidates allow (FBNetV2's masks: soft masks then mix kernel
     # and width marginals); needed for `hard` on other spaces, impossible on FBNet's (grouped ops, projecting skip)
 
@@ -51,16 +57,22 @@ class FBNetStrategy(ChainLogitsStrategy):
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
         p = self.params
-        if p.budget_control not in CONTROLS or p.projection not in METHODS or p.tau0 <= 0:
+        if (p.budget_control not in CONTROLS or p.projection not in METHODS or p.tau0 <= 0 or p.tau_end < 0
+                or p.select not in SELECTIONS):
             raise ConfigError(f"strategy 'fbnet': budget_control must be one of {CONTROLS}, projection one of "
-                              f"{METHODS}, tau0 > 0")
+                              f"{METHODS}, select one of {SELECTIONS}, tau0 > 0, tau_end >= 0")
+        if p.select == "loss" and p.hard:
+            raise ConfigError("strategy 'fbnet': select=loss measures the soft mixture; it needs hard=false")
         self.arch_optimizer = torch.optim.Adam(self.logits, lr=p.arch_lr, weight_decay=p.arch_weight_decay)
         self.control = TradeoffController(p.beta, p.control_rate, 0.05, 20.0, p.budget_control == "dual")
         self.tau = p.tau0
+        self.loss_change = LossChange(len(self.logits))
 
     def start_epoch(self, epoch: int, epochs: int, warmup: bool) -> None:
         super().start_epoch(epoch, epochs, warmup)
-        self.tau = self.params.tau0 * self.params.tau_decay ** epoch
+        p = self.params
+        decay = (p.tau_end / p.tau0) ** (1 / max(epochs - 1, 1)) if p.tau_end > 0 else p.tau_decay
+        self.tau = p.tau0 * decay ** epoch
 
     def status(self) -> dict[str, float]:
         return {"temperature": self.tau, "beta": self.control.value}
@@ -82,6 +94,8 @@ class FBNetStrategy(ChainLogitsStrategy):
     def arch_backward(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, float]:
         selections, masks = self._sample()
         ce = F.cross_entropy(self.supernet(x, selections), y)
+        if self.params.select == "loss":
+            self.loss_change.add(masks, torch.autograd.grad(ce, masks, retain_graph=True))
         lat_us = fbnet_latency(masks, self.cost) * 1000.0
         loss = fbnet_loss(ce, lat_us.float(), alpha=self.params.alpha, beta=self.control.value)
         set_arch_grads(self.logits, loss)
@@ -92,9 +106,47 @@ class FBNetStrategy(ChainLogitsStrategy):
         super().arch_update()
         self.update_control()
 
+    def derivation_scores(self) -> list[np.ndarray]:
+        if self.params.select == "loss" and self.loss_change.count:
+            return [-delta for delta in self.loss_change.mean()]
+        return super().derivation_scores()
+
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "tau": self.tau}
+        return {**super().extra_state(), "tau": self.tau, "loss_change": self.loss_change.state_dict()}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         super().load_extra_state(state)
         self.tau = float(state.get("tau", self.tau))
+        if "loss_change" in state:
+            self.loss_change.load_state_dict(state["loss_change"])
+
+
+class LossChange:
+    """First-order change of the task loss when position l keeps only candidate c, from the soft mixture
+    x̄_l = Σ_j m_j · o_j(x_l): ΔL_{l,c} ≈ (∂L/∂x̄_l)ᵀ(o_c(x_l) − x̄_l) = ∂L/∂m_c − Σ_j m_j · ∂L/∂m_j (OStr-DARTS'
+    Eqs. 5-6, kept signed), averaged over the architecture batches of the search. A soft supernet's single paths
+    score near chance (its blocks only ever ran inside the mixture), so it is judged where it was trained."""
+
+    def __init__(self, positions: int):
+        self.sums = [None] * positions
+        self.count = 0
+
+    def add(self, masks: list[torch.Tensor], mask_grads: tuple[torch.Tensor, ...]) -> None:
+        from hwnas.strategies.ostr import averaged_over_ranks
+
+        deltas = {str(i): g - (m * g).sum() for i, (m, g) in enumerate(zip(masks, mask_grads))}
+        for i, delta in averaged_over_ranks(deltas).items():
+            value = delta.detach().to(torch.float64)
+            total = self.sums[int(i)]
+            self.sums[int(i)] = value if total is None else total + value
+        self.count += 1
+
+    def mean(self) -> list[np.ndarray]:
+        return [(total / self.count).numpy() for total in self.sums]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": [None if t is None else t.clone() for t in self.sums], "count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sums = [None if t is None else t.clone() for t in state["sums"]]
+        self.count = int(state["count"])

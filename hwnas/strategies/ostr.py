@@ -31,7 +31,7 @@ class OperationStrength:
     def add(self, grads: Mapping[str, torch.Tensor], probs: Mapping[str, torch.Tensor] | None = None) -> None:
         """One minibatch's task-loss gradient w.r.t. α (and the weights p it was taken at, for OStr*). In a
         data-parallel run the gradient is first averaged over ranks, so every rank holds the same strength."""
-        grads = _averaged_over_ranks(grads)
+        grads = averaged_over_ranks(grads)
         for group, grad in grads.items():
             value = grad.detach().abs().to(torch.float64)
             if self.star:
@@ -54,7 +54,8 @@ class OperationStrength:
         self.count = int(state["count"])
 
 
-def _averaged_over_ranks(grads: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+def averaged_over_ranks(grads: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """Each tensor averaged over the ranks of a data-parallel run (unchanged in a single process)."""
     import torch.distributed as dist
 
     from hwnas.train import mean_over_ranks  # not at import: hwnas.train imports the strategies package
