@@ -9,7 +9,12 @@ every network's accuracy per seed; `margin` is the median search's mean minus th
 `margin_se` its standard error from the seeds' spread (a margin under about twice that is training-seed noise).
 `network_sd` and `seed_sd` say whether the networks can be told apart at all: the spread of their true accuracies
 and of one network's accuracy between training seeds. With network_sd near 0 the ranking is the seeds' lottery
-(bench/supernet_rank.py then asks whether the supernet ranks them any better).
+(bench/supernet_rank.py then asks whether the supernet ranks them any better). The best of N random networks is
+picked by the same trainings that score it, so it carries the luck that made it best: --confirm-seeds M trains
+it and the median search again on M fresh seeds, and `confirm_margin` compares those unbiased means.
+--candidates N ends each search by scoring its derived network and N draws in the budget band inside its supernet
+and keeping the best (hwnas search --candidates); a finished search of the same settings without it lends its
+supernet, so only the selection runs.
 
 Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
 (keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
@@ -45,6 +50,7 @@ import argparse
 import json
 import multiprocessing
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -212,21 +218,36 @@ def space_latency_digest(model: LatencyModel, space: Any) -> str:
                        "calibration": model.calibration_for(space.resolution).to_dict()})
 
 
-def search_once(config: SearchConfig, runs: Path, space: Any, latency_digest: str) -> dict[str, Any]:
-    """One search's derived network, in a run folder named by a hash of its settings and the latencies it reads:
-    read back when that search finished before, resumed from its checkpoint when it was stopped, run otherwise."""
+def _search_folder(config: SearchConfig, runs: Path, space: Any, latency_digest: str) -> Path:
     settings = to_dict(config)
     if not config.data.train_limit:  # the folders of searches from before --train-limit keep their names
         settings["data"].pop("train_limit")
+    if not config.select_candidates:  # nor those from before --candidates
+        settings.pop("select_candidates")
     key = inputs_key({"config": settings, "space": repr(space), "lut": latency_digest})
-    out = runs / f"{config.strategy}-seed{config.seed}-{key}"
+    return runs / f"{config.strategy}-seed{config.seed}-{key}"
+
+
+def search_once(config: SearchConfig, runs: Path, space: Any, latency_digest: str) -> dict[str, Any]:
+    """One search's derived network, in a run folder named by a hash of its settings and the latencies it reads:
+    read back when that search finished before, resumed from its checkpoint when it was stopped, run otherwise.
+    With --candidates, a finished search of the same settings without them lends its supernet: only the
+    selection runs."""
+    out = _search_folder(config, runs, space, latency_digest)
     if not (out / SUMMARY).exists():
         resume = (out / CHECKPOINT).exists()
-        run_search(None if resume else config, out, resume=resume, space=space)
+        plain = _search_folder(replace(config, select_candidates=0), runs, space, latency_digest)
+        if config.select_candidates and not resume and (plain / SUMMARY).exists():
+            shutil.copytree(plain, out)
+            run_search(None, out, resume=True, select_candidates=config.select_candidates, space=space)
+        else:
+            run_search(None if resume else config, out, resume=resume, space=space)
     summary = json.loads((out / SUMMARY).read_text())
+    selection = summary.get("selection") or {}
     return {"seed": config.seed, "predicted_ms": summary["predicted_ms"], "budget_ms": summary["budget_ms"],
             "derivation": summary["repair_method"], "arch": summary["arch"], "run": str(out),
-            "arch_confidence": summary.get("arch_confidence")}  # None for searches run before it was recorded
+            "arch_confidence": summary.get("arch_confidence"),  # None for searches run before it was recorded
+            "selection": {k: v for k, v in selection.items() if k != "table"} or None}
 
 
 def main() -> None:
@@ -239,6 +260,9 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=2, help="search epochs training weights only")
     parser.add_argument("--train-epochs", type=int, default=None, help="default 10 (quick 4)")
     parser.add_argument("--seeds", type=int, default=None, help="trainings averaged per network (default 3, quick 1)")
+    parser.add_argument("--confirm-seeds", type=int, default=0, help="train the median search and the best random "
+                        "network again on N fresh seeds: the best of N random networks picked and scored on the same "
+                        "seeds carries the luck that made it best (confirm_margin does not)")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--data", default="digits", help="digits, digits-hard (embedded), cifar10:PATH, a folder")
     parser.add_argument("--train-limit", type=int, default=0, help="at most N training images, the whole test set "
@@ -252,6 +276,9 @@ def main() -> None:
                         "weights trained one random path per step stays at chance accuracy)")
     parser.add_argument("--unit-init", action="store_true", help="supernets start with unit batch-norm scales in "
                         "their residual branches (before zero_init_residual; to compare with it)")
+    parser.add_argument("--candidates", type=int, default=0, help="each search ends by scoring its derived network "
+                        "and N draws in the budget band inside its supernet and keeps the best (hwnas search "
+                        "--candidates)")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="strategy hyperparameter for every strategy of the run (repeatable), as in hwnas search "
                         "-p; e.g. -p samples=1 for HardCoRe-NAS's one-sample gradient")
@@ -287,6 +314,7 @@ def main() -> None:
                       train_limit=args.train_limit)
     base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
                         threads=args.threads, seed=args.seed, zero_init_residual=not args.unit_init,
+                        select_candidates=args.candidates,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
     splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)
@@ -327,6 +355,19 @@ def main() -> None:
         best = best_random["acc"]
         median_search = min(searches, key=lambda s: abs(s["acc"] - median))
         spread = network_and_seed_spread([n["seed_accs"] for n in (*searches, *randoms)]) or (None, None)
+        confirmed = {}
+        if args.confirm_seeds:
+            fresh = TrainingCache(None if args.quick else args.cache, splits, train_epochs,
+                                  replace(base, seed=base.seed + seeds), args.confirm_seeds, args.jobs)
+            console.print(f"{strategy}: the median search and the best random network again, on "
+                          f"{args.confirm_seeds} fresh seeds")
+            again = fresh.accuracies({"median search": median_search["arch"], "best random": best_random["arch"]},
+                                     console)
+            confirmed = {"confirm_searched_acc": again["median search"],
+                         "confirm_best_random_acc": again["best random"],
+                         "confirm_margin": again["median search"] - again["best random"],
+                         "confirm_margin_se": margin_standard_error(fresh.seed_accuracies(median_search["arch"]),
+                                                                    fresh.seed_accuracies(best_random["arch"]))}
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
                      "predicted_ms": median_search["predicted_ms"], "derivation": median_search["derivation"],
                      "searched_acc": median, "searches_beating": sum(s["acc"] > best for s in searches),
@@ -335,7 +376,7 @@ def main() -> None:
                      "beats_best_random": median > best, "margin": median - best,
                      "margin_se": margin_standard_error(median_search["seed_accs"], best_random["seed_accs"]),
                      "fastest_acc": accuracies.get("fastest"),
-                     "network_sd": spread[0], "seed_sd": spread[1],
+                     "network_sd": spread[0], "seed_sd": spread[1], **confirmed,
                      "random": count, "seconds": time.perf_counter() - start,
                      "arch": median_search["arch"], "searches": searches, "randoms": randoms})
     if args.searches_only:
@@ -344,10 +385,12 @@ def main() -> None:
            f"[{base.budget_floor:g}, 1] x budget",
            ["strategy", "space", "budget_ms", "predicted_ms", "derivation", "searched_acc", "searches_beating",
             "randoms_beaten", "best_random_acc", "mean_random_acc", "beats_best_random", "margin", "margin_se",
-            "network_sd", "seed_sd", "fastest_acc", "seconds"],
+            "network_sd", "seed_sd", "fastest_acc", *(["confirm_margin", "confirm_margin_se"] if args.confirm_seeds
+                                                      else []), "seconds"],
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,
+            "confirm_seeds": args.confirm_seeds, "candidates": args.candidates,
             "searches": args.searches, "params": extra_params, "data": args.data, "train_limit": args.train_limit,
             "resolution": args.resolution,
             "seed": args.seed, "lut": str(lut)})
