@@ -37,12 +37,11 @@ from hwnas.config import DataConfig
 from hwnas.data import load_splits
 from hwnas.dense_space import DenseSpace
 from hwnas.run import RunDir
-from hwnas.selection import supernet_scorer
+from hwnas.selection import HELDOUT_SPLITS, supernet_scorer
 from hwnas.strategies.base import SearchProblem, make_strategy
 from hwnas.train import resolve_device
 
-SCORING_SPLITS = {"val": ("val",), "test": ("test",), "heldout": ("train_arch", "val")}  # heldout: what
-# hwnas search --candidates scores on (every image that never trained the supernet's weights but the test split)
+SCORING_SPLITS = {"val": ("val",), "test": ("test",), "heldout": HELDOUT_SPLITS}  # heldout: as --candidates
 
 
 @cache
@@ -68,12 +67,7 @@ def supernet_scores(run_path: Path, space: Any, lut: Path, quick: bool, networks
     supernet.load_state_dict(run.load_checkpoint()["supernet"])
     device = resolve_device(config.torch_device)
     supernet.to(device)
-    names = SCORING_SPLITS[split]
-    score = supernet_scorer(
-        supernet, lambda: splits["train_weights"].batches(data.batch_size, seed=config.seed, shuffle=False,
-                                                          augment=False),
-        lambda: (batch for name in names
-                 for batch in splits[name].batches(256, shuffle=False, augment=False, drop_last=False)), device)
+    score = supernet_scorer(supernet, splits, data.batch_size, config.seed, device, SCORING_SPLITS[split])
     scores = {}
     for name, arch in networks.items():
         started = time.perf_counter()

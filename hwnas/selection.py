@@ -68,19 +68,25 @@ def select_in_supernet(derived: Sequence[int], draws: Sequence[Sequence[int]],
     return [candidates[i] for i in order]
 
 
-def supernet_scorer(supernet: torch.nn.Module, calibration: Callable[[], object], evaluation: Callable[[], object],
-                    device: torch.device) -> Callable[[Sequence[int]], float]:
-    """score(choices): accuracy of that network inside `supernet` over `evaluation()`'s batches, batch norm
-    re-estimated on `calibration()`'s."""
+HELDOUT_SPLITS = ("train_arch", "val")  # every image that never trained the supernet's weights, but the test
+
+
+def supernet_scorer(supernet: torch.nn.Module, splits: dict, batch_size: int, seed: int, device: torch.device,
+                    scoring: Sequence[str] = HELDOUT_SPLITS) -> Callable[[Sequence[int]], float]:
+    """score(choices): accuracy of that network inside `supernet` over the `scoring` splits, batch norm
+    re-estimated on splits['train_weights']."""
     from hwnas.train import recalibrated_hits
 
     def score(choices: Sequence[int]) -> float:
         def forward(x: torch.Tensor) -> torch.Tensor:
             return supernet.forward_choices(x, list(choices))
 
+        calibration = splits["train_weights"].batches(batch_size, seed=seed, shuffle=False, augment=False)
+        evaluation = (batch for name in scoring
+                      for batch in splits[name].batches(256, shuffle=False, augment=False, drop_last=False))
         was_training = supernet.training
         try:
-            correct, seen = recalibrated_hits(supernet, forward, calibration(), evaluation(), device)
+            correct, seen = recalibrated_hits(supernet, forward, calibration, evaluation, device)
         finally:
             supernet.train(was_training)  # recalibration leaves it in eval mode
         return correct / max(seen, 1.0)
@@ -91,18 +97,14 @@ def supernet_scorer(supernet: torch.nn.Module, calibration: Callable[[], object]
 def select_derivation(strategy, derivation: Derivation, count: int, splits: dict, batch_size: int, seed: int,
                       device: torch.device, note: Callable[[str], None] = lambda text: None) -> Derivation:
     """`derivation` replaced by the best of it and `count` band draws from `strategy`'s final distribution, scored
-    inside its supernet on the images that never trained its weights, splits 'train_arch' and 'val' (more images,
-    less noise in each score; batch norm re-estimated on 'train_weights'). Every rank scores them all, so all
+    inside its supernet on the images that never trained its weights, HELDOUT_SPLITS (more images, less noise in
+    each score; batch norm re-estimated on 'train_weights'). Every rank scores them all, so all
     ranks choose alike."""
     problem = strategy.problem
     derived = tuple(derivation.detail["choices"])
     draws = band_draws(strategy.choice_log_probs(), strategy.cost, problem.budget_ms, problem.budget_floor, count,
                        np.random.default_rng(seed), exclude=[derived])
-    score = supernet_scorer(
-        strategy.supernet,
-        lambda: splits["train_weights"].batches(batch_size, seed=seed, shuffle=False, augment=False),
-        lambda: (batch for name in ("train_arch", "val")
-                 for batch in splits[name].batches(256, shuffle=False, augment=False, drop_last=False)), device)
+    score = supernet_scorer(strategy.supernet, splits, batch_size, seed, device)
     note(f"selection: scoring the derived network and {len(draws)} draws in the budget band inside the supernet")
     ranked = select_in_supernet(
         derived, draws, score, strategy.cost.of_choices,

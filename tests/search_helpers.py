@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hwnas.config import DataConfig, SearchConfig
 from hwnas.dense_space import DenseSpace, RoutingBlock
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
@@ -49,3 +50,11 @@ def measured_model(lut: Path, *spaces) -> LatencyModel:
     specs = [spec for space in spaces for spec in space.specs()]
     _, table = build_lut(get_device("cpu"), specs, lut, QUICK, steadiness=None)
     return LatencyModel(table)
+
+
+def tiny_search_config(folder: Path, strategy: str, budget: str = "30%", **changes) -> SearchConfig:
+    """A two-epoch search of the tiny chain space on 320 digits per split, with the LUT in `folder`."""
+    values = dict(space=str(write_tiny_chain(folder)), strategy=strategy, budget=budget, epochs=2, warmup_epochs=1,
+                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION, limit=320))
+    values.update(changes)
+    return SearchConfig(**values)

@@ -51,7 +51,7 @@ def test_search_then_train_json(folder, tmp_path):
     again = runner.invoke(app, _args(folder, out, "--latency-budget", "60%"))
     assert "already holds a search" in _error(again)
     changed = runner.invoke(app, ["search", "--out", str(out), "--resume", "--strategy", "fbnet"])
-    assert "only --epochs may change" in _error(changed)
+    assert "only --epochs and --candidates may change" in _error(changed)
 
 
 @pytest.mark.parametrize("budget,message", [

@@ -11,12 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from hwnas.cli import app
-from hwnas.config import DataConfig, SearchConfig
 from hwnas.errors import HwnasError
 from hwnas.latency import ChainCost
 from hwnas.search import run_search
 from hwnas.selection import Candidate, band_draws, select_in_supernet
-from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, write_tiny_chain
+from tests.search_helpers import measured_model, tiny_chain, tiny_search_config, write_tiny_chain
 
 
 def _cost(sizes, seed=0) -> ChainCost:
@@ -67,16 +66,9 @@ def folder(tmp_path_factory):
     return path
 
 
-def _config(folder, strategy: str, **changes) -> SearchConfig:
-    values = dict(space=str(write_tiny_chain(folder)), strategy=strategy, budget="50%", epochs=2, warmup_epochs=1,
-                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION, limit=320))
-    values.update(changes)
-    return SearchConfig(**values)
-
-
 @pytest.mark.parametrize("strategy", ["fbnet", "hardcore"])
 def test_search_keeps_the_best_scored_candidate_within_the_band(folder, tmp_path, strategy):
-    result = run_search(_config(folder, strategy, select_candidates=4), tmp_path / "run")
+    result = run_search(tiny_search_config(folder, strategy, budget="50%", select_candidates=4), tmp_path / "run")
     selection = result.summary["selection"]
     table = selection["table"]
     assert selection["candidates"] == len(table) == 5 and sum(row["derived"] for row in table) == 1
@@ -93,7 +85,7 @@ def test_search_keeps_the_best_scored_candidate_within_the_band(folder, tmp_path
 
 
 def test_finished_search_resumed_with_candidates_selects_without_training(folder, tmp_path):
-    plain = run_search(_config(folder, "proxyless"), tmp_path / "run")
+    plain = run_search(tiny_search_config(folder, "proxyless", budget="50%"), tmp_path / "run")
     assert plain.summary["selection"] is None
     history = (tmp_path / "run" / "history.csv").read_text()
     result = CliRunner().invoke(app, ["search", "--out", str(tmp_path / "run"), "--resume", "--candidates", "3",
@@ -110,7 +102,7 @@ def test_finished_search_resumed_with_candidates_selects_without_training(folder
 
 def test_negative_candidates_are_refused(folder, tmp_path):
     with pytest.raises(HwnasError, match="select_candidates -1"):
-        run_search(_config(folder, "fbnet", select_candidates=-1), tmp_path / "run")
+        run_search(tiny_search_config(folder, "fbnet", budget="50%", select_candidates=-1), tmp_path / "run")
     result = CliRunner().invoke(app, ["search", "--out", str(tmp_path / "cli"), "--space",
                                       str(write_tiny_chain(folder)), "--latency-budget", "50%", "--lut",
                                       str(folder / "cpu.csv"), "--candidates", "-2", "--limit", "64"])

@@ -9,11 +9,15 @@ import pytest
 import torch
 
 from hwnas.arch import Arch
-from hwnas.config import DataConfig, SearchConfig
 from hwnas.latency import space_range_ms
 from hwnas.search import arch_confidence, run_search
 from hwnas.strategies import SearchProblem, make_strategy
-from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, write_tiny_chain
+from tests.search_helpers import (
+    measured_model,
+    tiny_chain,
+    tiny_dense,
+    tiny_search_config,
+)
 
 STRATEGIES = ["fbnet", "proxyless", "hardcore", "densenas"]
 
@@ -26,18 +30,11 @@ def folder(tmp_path_factory):
     return path
 
 
-def _config(folder, strategy: str, **changes) -> SearchConfig:
-    values = dict(space=str(write_tiny_chain(folder)), strategy=strategy, budget="30%", epochs=2, warmup_epochs=1,
-                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION, limit=320))
-    values.update(changes)
-    return SearchConfig(**values)
-
-
 def _search(folder, tmp_path, strategy: str, name: str = "run", **changes):
     space = tiny_dense() if strategy == "densenas" else None
     if space is not None:
         changes.setdefault("space", "tinydense")
-    return run_search(_config(folder, strategy, **changes), tmp_path / name, space=space)
+    return run_search(tiny_search_config(folder, strategy, **changes), tmp_path / name, space=space)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
