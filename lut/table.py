@@ -114,12 +114,13 @@ class LatencyTable:
                "threads": fingerprint.get("threads", ""), "fingerprint": self.writer_meta["fingerprint_id"],
                "host": platform.node(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
                "method": method, "note": note}
+        row = {c: _as_written(value) for c, value in row.items()}
         with self.path.open("a", newline="") as handle:
             csv.writer(handle).writerow([_cell(row[c]) for c in COLUMNS])
             handle.flush()
             os.fsync(handle.fileno())
         self.frame = pd.concat([self.frame, pd.DataFrame([row])], ignore_index=True)
-        self._p50[spec.key] = timing.median
+        self._p50[spec.key] = row["p50_ms"]
         self._fingerprint[spec.key] = row["fingerprint"]
 
     def save_meta(self) -> None:
@@ -163,6 +164,12 @@ class LatencyTable:
 
 def _cell(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _as_written(value: Any) -> Any:
+    """`value` as the file will hold it, so that a table just measured and the same table read back later give
+    the same latencies (and the same budgets, derivations and run names)."""
+    return float(_cell(value)) if isinstance(value, float) else value
 
 
 def _describe(fingerprint: dict[str, Any]) -> str:

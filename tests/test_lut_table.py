@@ -117,3 +117,12 @@ def test_calibration_of_similar_networks_is_the_median_ratio():
     """Sums within 2x of each other cannot separate offset from scale: the fit is a ratio, robust to one outlier."""
     fit = fit_calibration([4.0, 5.0, 6.0, 7.0], [4.4, 5.5, 6.6, 11.0], ["a", "b", "c", "d"])
     assert fit.scale == pytest.approx(1.1) and fit.offset_ms == 0.0
+
+
+def test_a_table_just_measured_reads_as_its_file_does(tmp_path):
+    path = tmp_path / "t.csv"
+    table = LatencyTable.open(path, _meta())
+    table.append(_spec(), Timing.from_samples([0.123456789, 0.123456789, 0.123456789]))
+    again = LatencyTable.load(path)
+    assert table.latency(_spec().key) == again.latency(_spec().key) == 0.123457
+    assert table.frame["p50_ms"].tolist() == again.frame["p50_ms"].tolist()
