@@ -35,7 +35,7 @@ cores beside a --jobs 2 run it oversubscribes them and both crawl).
                                                   # supernet needs ~10 weight-only epochs before its architecture
                                                   # gradients carry signal, and in 10 training epochs the networks
                                                   # underfit (53-69%, the shallowest win) where 30 reach 73-85%
-                                                  # (3 searches 23 min, 42 trainings 80-95 min)
+                                                  # (3 searches 21-27 min, 42 trainings ~2 h)
     python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
 
 FBNet runs with the paper's soft masks: a supernet of separate candidate weights trained one random path per step
