@@ -94,6 +94,7 @@ class ReferenceBlock:
                 probes.append(self._floor())
             baseline_ms = min(probes)
         self.baseline = baseline_ms
+        self.waited_in_vain = False
 
     def close(self) -> None:
         if self.runner is not None:
@@ -112,12 +113,15 @@ class ReferenceBlock:
         return self._against_baseline(self._floor())
 
     def settle(self, tolerance: float, max_wait_s: float, pause_s: float = 2.0) -> float:
-        """Re-time until within `tolerance` of the baseline or `max_wait_s` has passed; the last ratio."""
-        deadline = time.monotonic() + max_wait_s
+        """Re-time until within `tolerance` of the baseline or `max_wait_s` has passed; the last ratio. After a whole
+        wait in vain it checks once without waiting until the machine is seen within tolerance again: a lasting
+        change of speed would otherwise cost every remaining block the full wait (90 s a block on a shared VM)."""
+        deadline = time.monotonic() + (0.0 if self.waited_in_vain else max_wait_s)
         ratio = self.ratio()
         while abs(ratio - 1) > tolerance and time.monotonic() < deadline:
             time.sleep(pause_s)
             ratio = self.ratio()
+        self.waited_in_vain = abs(ratio - 1) > tolerance
         return ratio
 
     def time(self, artifact: Artifact, settings: MeasureSettings, steadiness: Steadiness) -> tuple[Timing, float]:

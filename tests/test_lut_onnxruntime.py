@@ -125,6 +125,26 @@ def test_reference_block_reports_a_machine_slower_than_its_lut_row(tiny_lut, tin
         assert time.monotonic() - start < 10
 
 
+def test_reference_block_waits_once_for_a_lasting_slowdown(tiny_lut, tiny_space, monkeypatch):
+    """After a whole wait in vain, settle checks the machine once per call, and waits again once it was seen back."""
+    spec = tiny_space.specs()[0]
+    with get_profiler(get_device("cpu")) as profiler:
+        slow = ReferenceBlock(profiler, spec, QUICK, 1, baseline_ms=LatencyTable.load(tiny_lut).latency(spec.key) / 50)
+        checks = []
+        floor = slow._floor
+        monkeypatch.setattr(slow, "_floor", lambda: checks.append(1) or floor())
+
+        def checks_in_settle(tolerance: float) -> int:
+            before = len(checks)
+            slow.settle(tolerance=tolerance, max_wait_s=0.3, pause_s=0.1)
+            return len(checks) - before
+
+        assert checks_in_settle(0.05) > 1
+        assert checks_in_settle(0.05) == 1
+        assert checks_in_settle(100.0) == 1  # seen within tolerance: back at its speed
+        assert checks_in_settle(0.05) > 1
+
+
 def test_reference_block_building_a_lut_tracks_its_fastest_time(tiny_space):
     """Without a LUT row the baseline is the reference's fastest timing, and a faster one later lowers it."""
     spec = tiny_space.specs()[0]
