@@ -112,11 +112,15 @@ class ReferenceBlock:
         """The reference's p10 now over its baseline (1.0: the machine at its baseline speed; 1.4: 40% slower)."""
         return self._against_baseline(self._floor())
 
+    def _patience(self, wait_s: float) -> float:
+        """How long to wait for the baseline speed now: after a whole wait in vain, nothing until the machine is seen
+        at that speed again; a lasting change of speed would otherwise cost every remaining block the full wait
+        (90 s a block on a shared VM)."""
+        return 0.0 if self.waited_in_vain else wait_s
+
     def settle(self, tolerance: float, max_wait_s: float, pause_s: float = 2.0) -> float:
-        """Re-time until within `tolerance` of the baseline or `max_wait_s` has passed; the last ratio. After a whole
-        wait in vain it checks once without waiting until the machine is seen within tolerance again: a lasting
-        change of speed would otherwise cost every remaining block the full wait (90 s a block on a shared VM)."""
-        deadline = time.monotonic() + (0.0 if self.waited_in_vain else max_wait_s)
+        """Re-time until within `tolerance` of the baseline or the wait (`_patience`) has passed; the last ratio."""
+        deadline = time.monotonic() + self._patience(max_wait_s)
         ratio = self.ratio()
         while abs(ratio - 1) > tolerance and time.monotonic() < deadline:
             time.sleep(pause_s)
@@ -142,8 +146,10 @@ class ReferenceBlock:
         Each call is scaled by the baseline over its two reference neighbours, so the timing reads as if the
         machine had run at the baseline's speed (drift within the tolerance cancels, call by call)."""
         limit = self.baseline * (1 + steadiness.tolerance)
-        paired = measure_paired(target.call_ms, self.runner.call_ms, limit, settings.to_dict(), steadiness.wait_s)
-        if len(paired.counted) >= settings.min_repeats:
+        paired = measure_paired(target.call_ms, self.runner.call_ms, limit, settings.to_dict(),
+                                self._patience(steadiness.wait_s))
+        self.waited_in_vain = len(paired.counted) < settings.min_repeats
+        if not self.waited_in_vain:
             beside = [r for before, after in zip(paired.reference, paired.reference[1:])
                       if before <= limit and after <= limit for r in (before, after)]
             ratio = self._against_baseline(float(np.percentile(beside, 10)))

@@ -188,6 +188,7 @@ def test_paired_timing_counts_calls_at_the_reference_speed(tiny_space):
             reference.close()
             assert timing.n >= QUICK.min_repeats and timing.median > 0
             assert (abs(ratio - 1) <= 0.5) is steady and (steady or ratio > 3)
+            assert reference.waited_in_vain is not steady, "the next timing waits only once the machine is seen back"
             medians.append(timing.median)
         assert 2.5 < medians[0] / medians[1] < 10, "calls are scaled to the baseline's speed"
 
