@@ -105,6 +105,31 @@ def test_fbnet_schedule_and_dual_control(setup):
     assert fixed.control.value == 0.6
 
 
+
+@pytest.mark.parametrize("name", ["fbnet", "proxyless"])
+def test_argmax_control_answers_to_the_argmax_network(setup, name):
+    """A nearly flat distribution leaning to each layer's slowest block: E[LAT] is under a budget the argmax exceeds,
+    so 'dual' lowers the latency weight and 'argmax' raises it."""
+    space, model, _ = setup
+    low, high = space_range_ms(space, model)
+    probe = _strategy(setup, name)
+    with torch.no_grad():
+        for theta, times in zip(probe.logits, probe.cost.candidates_ms):
+            theta.zero_()[int(times.argmax())] = 0.01
+    expected, argmax_ms = probe.expected_latency_ms(), probe.cost.of_choices(probe.argmax_choices())
+    assert expected < argmax_ms
+    share = ((expected + argmax_ms) / 2 - low) / (high - low)
+    moved = {}
+    for control in ("dual", "argmax"):
+        strategy = _strategy(setup, name, share=share, budget_control=control)
+        with torch.no_grad():
+            for theta, leaning in zip(strategy.logits, probe.logits):
+                theta.copy_(leaning)
+        before = strategy.control.value
+        strategy.update_control()
+        moved[control] = strategy.control.value - before
+    assert moved["dual"] < 0 < moved["argmax"]
+
 def test_densenas_step_moves_routing(setup):
     strategy = _strategy(setup, "densenas", share=0.1)
     before = [b.detach().clone() for b in strategy.beta]

@@ -73,8 +73,13 @@ class ChainLogitsStrategy(BaseStrategy):
                           projection.method, {"choices": list(projection.choices)})
 
     def update_control(self) -> None:
+        """Dual step on the trade-off coefficient; under budget_control=argmax it answers to the argmax network too,
+        which sits above E[LAT] while the distribution is still flat (and would otherwise need repair)."""
         if self.control is not None:
-            self.control.update(self.expected_latency_ms(), self.problem.budget_ms)
+            tracked = self.expected_latency_ms()
+            if self.params.budget_control == "argmax":
+                tracked = max(tracked, self.cost.of_choices(self.argmax_choices()))
+            self.control.update(tracked, self.problem.budget_ms)
 
     def extra_state(self) -> dict[str, Any]:
         return {"control": self.control.state_dict() if self.control else None}

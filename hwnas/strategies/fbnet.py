@@ -21,7 +21,7 @@ from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, Tradeo
 from hwnas.supernet import Selection
 from hwnas.supernet.sampling import gumbel_softmax
 
-CONTROLS = ("dual", "fixed")
+CONTROLS = ("dual", "argmax", "fixed")
 SELECTIONS = ("weights", "loss")
 
 
@@ -38,7 +38,8 @@ class FBNetParams:
     arch_lr: float = 0.01  # Adam learning rate of θ (paper: 0.01)
     arch_weight_decay: float = 5e-4  # L2 on θ (paper: 5e-4)
     hard: bool = False  # one-hot straight-through samples (one path per step) instead of soft masks (all paths)
-    budget_control: str = "dual"  # 'dual': adapt β so E[LAT] tracks the budget; 'fixed': keep the paper's β
+    budget_control: str = "dual"  # 'dual': adapt β so E[LAT] tracks the budget; 'argmax': so the larger of E[LAT]
+    # and the argmax network's latency does (so derive() need not repair it); 'fixed': keep the paper's β
     control_rate: float = 1.0  # dual step: log β += rate · (E[LAT]/budget − 1) per architecture step
     projection: str = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
     select: str = "weights"  # derivation scores: 'weights' (log-probabilities of θ) or 'loss' (first-order change
@@ -64,7 +65,7 @@ class FBNetStrategy(ChainLogitsStrategy):
         if p.select == "loss" and p.hard:
             raise ConfigError("strategy 'fbnet': select=loss measures the soft mixture; it needs hard=false")
         self.arch_optimizer = torch.optim.Adam(self.logits, lr=p.arch_lr, weight_decay=p.arch_weight_decay)
-        self.control = TradeoffController(p.beta, p.control_rate, 0.05, 20.0, p.budget_control == "dual")
+        self.control = TradeoffController(p.beta, p.control_rate, 0.05, 20.0, p.budget_control != "fixed")
         self.tau = p.tau0
         self.loss_change = LossChange(len(self.logits))
 

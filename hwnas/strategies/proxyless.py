@@ -26,7 +26,7 @@ from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, Tradeo
 from hwnas.supernet import Selection
 from hwnas.supernet.sampling import sample_index, sample_without_replacement, uniform_index
 
-CONTROLS = ("dual", "fixed")
+CONTROLS = ("dual", "argmax", "fixed")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class ProxylessParams:
     arch_beta1: float = 0.0  # Adam β1 of α (released code: 0)
     arch_weight_decay: float = 0.0  # (released code: 0)
     paths: int = 2  # paths sampled per architecture step (paper: 2)
-    budget_control: str = "dual"  # 'dual': adapt λ so E[LAT] tracks the budget; 'fixed': keep λ
+    budget_control: str = "dual"  # 'dual': adapt λ so E[LAT] tracks the budget; 'argmax': so the larger of E[LAT]
+    # and the argmax network's latency does; 'fixed': keep λ
     control_rate: float = 1.0  # dual step: log λ += rate · (E[LAT]/budget − 1) per architecture step
     projection: str = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
     masked: bool = True  # candidates share weights (channel masks, superkernel) where they allow; the paper keeps
@@ -57,7 +58,7 @@ class ProxylessStrategy(ChainLogitsStrategy):
                               f"{METHODS}, paths >= 1")
         self.arch_optimizer = torch.optim.Adam(self.logits, lr=p.arch_lr, betas=(p.arch_beta1, 0.999),
                                                weight_decay=p.arch_weight_decay)
-        self.control = TradeoffController(p.lam, p.control_rate, 1e-3, 100.0, p.budget_control == "dual")
+        self.control = TradeoffController(p.lam, p.control_rate, 1e-3, 100.0, p.budget_control != "fixed")
         self._sampled: list[list[int]] = []
         self._before: list[torch.Tensor] = []
 
