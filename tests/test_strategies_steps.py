@@ -105,7 +105,6 @@ def test_fbnet_schedule_and_dual_control(setup):
     assert fixed.control.value == 0.6
 
 
-
 @pytest.mark.parametrize("name", ["fbnet", "proxyless"])
 def test_argmax_control_answers_to_the_argmax_network(setup, name):
     """A nearly flat distribution leaning to each layer's slowest block: E[LAT] is under a budget the argmax exceeds,
@@ -129,6 +128,7 @@ def test_argmax_control_answers_to_the_argmax_network(setup, name):
         strategy.update_control()
         moved[control] = strategy.control.value - before
     assert moved["dual"] < 0 < moved["argmax"]
+
 
 def test_densenas_step_moves_routing(setup):
     strategy = _strategy(setup, "densenas", share=0.1)

@@ -15,6 +15,8 @@ from hwnas.projection import project_chain
 from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, TradeoffController
 from hwnas.supernet import ChainSupernet
 
+CONTROLS = ("dual", "argmax", "fixed")  # budget_control: what the trade-off coefficient follows
+
 
 class ChainLogitsStrategy(BaseStrategy):
     """A chain supernet with architecture logits θ_l per position (softmax probabilities); its layers share weights
@@ -71,6 +73,10 @@ class ChainLogitsStrategy(BaseStrategy):
         arch = self.space.arch(list(projection.choices))
         return Derivation(arch, self.problem.latency.predict(arch), projection.argmax_ms, self.problem.budget_ms,
                           projection.method, {"choices": list(projection.choices)})
+
+    def make_control(self, value: float, low: float, high: float) -> TradeoffController:
+        """The trade-off coefficient under the params' budget_control and control_rate, clipped to [low, high]."""
+        return TradeoffController(value, self.params.control_rate, low, high, self.params.budget_control != "fixed")
 
     def update_control(self) -> None:
         """Dual step on the trade-off coefficient; under budget_control=argmax it answers to the argmax network too,

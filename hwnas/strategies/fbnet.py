@@ -16,12 +16,11 @@ import torch.nn.functional as F
 from hwnas.errors import ConfigError
 from hwnas.latency import fbnet_latency, fbnet_loss
 from hwnas.projection import METHODS
-from hwnas.strategies._chain import ChainLogitsStrategy
-from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, TradeoffController, set_arch_grads
+from hwnas.strategies._chain import CONTROLS, ChainLogitsStrategy
+from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, set_arch_grads
 from hwnas.supernet import Selection
 from hwnas.supernet.sampling import gumbel_softmax
 
-CONTROLS = ("dual", "argmax", "fixed")
 SELECTIONS = ("weights", "loss")
 
 
@@ -65,7 +64,7 @@ class FBNetStrategy(ChainLogitsStrategy):
         if p.select == "loss" and p.hard:
             raise ConfigError("strategy 'fbnet': select=loss measures the soft mixture; it needs hard=false")
         self.arch_optimizer = torch.optim.Adam(self.logits, lr=p.arch_lr, weight_decay=p.arch_weight_decay)
-        self.control = TradeoffController(p.beta, p.control_rate, 0.05, 20.0, p.budget_control != "fixed")
+        self.control = self.make_control(p.beta, 0.05, 20.0)
         self.tau = p.tau0
         self.loss_change = LossChange(len(self.logits))
 

@@ -21,12 +21,10 @@ import torch.nn.functional as F
 from hwnas.errors import ConfigError
 from hwnas.latency import proxyless_expected_latency, proxyless_loss
 from hwnas.projection import METHODS
-from hwnas.strategies._chain import ChainLogitsStrategy
-from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, TradeoffController, set_arch_grads
+from hwnas.strategies._chain import CONTROLS, ChainLogitsStrategy
+from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, set_arch_grads
 from hwnas.supernet import Selection
 from hwnas.supernet.sampling import sample_index, sample_without_replacement, uniform_index
-
-CONTROLS = ("dual", "argmax", "fixed")
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class ProxylessStrategy(ChainLogitsStrategy):
                               f"{METHODS}, paths >= 1")
         self.arch_optimizer = torch.optim.Adam(self.logits, lr=p.arch_lr, betas=(p.arch_beta1, 0.999),
                                                weight_decay=p.arch_weight_decay)
-        self.control = TradeoffController(p.lam, p.control_rate, 1e-3, 100.0, p.budget_control != "fixed")
+        self.control = self.make_control(p.lam, 1e-3, 100.0)
         self._sampled: list[list[int]] = []
         self._before: list[torch.Tensor] = []
 
