@@ -7,8 +7,9 @@ otherwise the LP relaxation (scipy `linprog`, dual simplex) has an optimal verte
 (there is a single knapsack row), which is rounded to its faster option; or a greedy pass trades the least score
 per millisecond saved, then spends what slack is left on the best score gain per millisecond.
 A floor ρ (e.g. 0.9) then fills an architecture predicted below ρ·budget: it upgrades, one layer at a time, the
-option that loses the least score per millisecond gained while staying within the budget (the budget buys
-accuracy; a search stopped early often leaves its argmax far below it). The method says what happened:
+option that loses the least score per millisecond gained while staying within the budget, or two layers at once
+where no single upgrade fits (the budget buys accuracy; a search stopped early often leaves its argmax far below
+it). The method says what happened:
 'argmax', 'lp', 'greedy', with '+fill' (or 'fill') when the floor moved it.
 """
 
@@ -46,26 +47,57 @@ def block_sum_floor(cost: ChainCost, budget_ms: float, floor: float) -> float:
 def fill_to_floor(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: Sequence[int], low: float,
                   high: float) -> list[int]:
     """Raise Σ lat[c] to at least `low` (never above `high`), each step the upgrade losing the least score per
-    millisecond gained."""
+    millisecond gained; where no single upgrade fits under `high`, two layers change at once (one may slow down
+    and the other speed up), since coarse latencies can step over the band one layer at a time."""
     choices = list(choices)
     used = sum(t[c] for t, c in zip(lat, choices))
     while used < low:
-        best = None
-        for layer, (s, t) in enumerate(zip(scores, lat)):
-            current = choices[layer]
-            for option in np.flatnonzero(t > t[current]):
-                extra = t[option] - t[current]
-                if used + extra > high or s[option] < -1e8:
-                    continue
-                loss = (s[current] - s[option]) / extra
-                if best is None or loss < best[0]:
-                    best = (loss, layer, int(option))
-        if best is None:
+        move = _single_upgrade(scores, lat, choices, high - used) or _pair_move(scores, lat, choices, high - used)
+        if move is None:
             break
-        _, layer, option = best
-        used += lat[layer][option] - lat[layer][choices[layer]]
-        choices[layer] = option
+        for layer, option in move:
+            used += lat[layer][option] - lat[layer][choices[layer]]
+            choices[layer] = option
     return choices
+
+
+def _single_upgrade(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: list[int],
+                    room: float) -> list[tuple[int, int]] | None:
+    best = None
+    for layer, (s, t) in enumerate(zip(scores, lat)):
+        current = choices[layer]
+        for option in np.flatnonzero(t > t[current]):
+            extra = t[option] - t[current]
+            if extra > room or s[option] < -1e8:
+                continue
+            loss = (s[current] - s[option]) / extra
+            if best is None or loss < best[0]:
+                best = (loss, layer, int(option))
+    return None if best is None else [(best[1], best[2])]
+
+
+def _pair_move(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: list[int],
+               room: float) -> list[tuple[int, int]] | None:
+    """The change of two layers' options that adds latency within `room` at the least score lost per ms."""
+    layers, options, extra, loss = [], [], [], []
+    for layer, (s, t) in enumerate(zip(scores, lat)):
+        current = choices[layer]
+        for option in range(len(t)):
+            if option != current and s[option] >= -1e8:
+                layers.append(layer)
+                options.append(option)
+                extra.append(t[option] - t[current])
+                loss.append(s[current] - s[option])
+    if not layers:
+        return None
+    layers, extra, loss = np.array(layers), np.array(extra), np.array(loss)
+    gained = extra[:, None] + extra[None, :]
+    valid = (layers[:, None] < layers[None, :]) & (gained > 0) & (gained <= room)
+    if not valid.any():
+        return None
+    rate = np.where(valid, (loss[:, None] + loss[None, :]) / np.where(valid, gained, 1.0), np.inf)
+    i, j = np.unravel_index(int(np.argmin(rate)), rate.shape)
+    return [(int(layers[i]), options[i]), (int(layers[j]), options[j])]
 
 
 def block_sum_budget(cost: ChainCost, budget_ms: float) -> float:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hwnas.blocks import BlockSpec, Op
 from hwnas.latency import ChainCost
-from hwnas.projection import project_chain
+from hwnas.projection import fill_to_floor, project_chain
 from hwnas.supernet import ChainSupernet, MaskedInvertedResidual, MixedLayer, Selection, maskable
 from hwnas.supernet.sampling import gumbel_softmax, sample_without_replacement
 from tests.search_helpers import tiny_chain
@@ -177,6 +177,30 @@ def test_projection_meets_the_budget(sizes, seed, share):
         assert score <= optimum + 1e-9
         if method == "lp":  # LP rounding gives up at most one layer's score range against the optimum
             assert score >= optimum - max(float(s.max() - s.min()) for s in scores) - 1e-9
+
+
+def test_fill_changes_two_layers_where_no_single_upgrade_fits():
+    scores = [np.array([0.0, -1.0]), np.array([0.0, -0.1, -0.15])]
+    lat = [np.array([0.0, 5.0]), np.array([0.0, 3.0, 6.0])]
+    # one layer at a time: layer 1 to 6 ms (the cheapest per ms), after which layer 0's +5 ms overshoots 9
+    assert fill_to_floor(scores, lat, [0, 0], 8.0, 9.0) == [1, 1]
+    assert fill_to_floor(scores, lat, [0, 0], 6.0, 9.0) == [0, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 5), st.integers(2, 5), st.integers(0, 10_000), st.floats(0.0, 1.0), st.floats(0.05, 0.5))
+def test_fill_reaches_a_two_layer_band_whenever_one_is_there(size_a, size_b, seed, position, width):
+    rng = np.random.default_rng(seed)
+    lat = [rng.uniform(0.0, 2.0, size_a), rng.uniform(0.0, 2.0, size_b)]
+    scores = [np.log(rng.dirichlet(np.ones(size_a))), np.log(rng.dirichlet(np.ones(size_b)))]
+    sums = sorted(a + b for a in lat[0] for b in lat[1])
+    low = sums[0] + position * (sums[-1] - sums[0])
+    high = low + width
+    start = [int(np.argmin(lat[0])), int(np.argmin(lat[1]))]
+    filled = fill_to_floor(scores, lat, start, low, high)
+    used = lat[0][filled[0]] + lat[1][filled[1]]
+    assert used <= high
+    assert (used >= low) == any(low <= total <= high for total in sums)
 
 
 def test_dense_space_round_trip_and_supernet_paths():
