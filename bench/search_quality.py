@@ -36,6 +36,13 @@ cores beside a --jobs 2 run it oversubscribes them and both crawl).
                                                   # gradients carry signal, and in 10 training epochs the networks
                                                   # underfit (53-69%, the shallowest win) where 30 reach 73-85%
                                                   # (3 searches 21-27 min, 42 trainings ~2 h)
+    python bench/search_quality.py --data digits-hard --search-epochs 18 --warmup-epochs 6 --strategies fbnet \
+        --train-epochs 30 --train-lr 0.02 -p budget_control=argmax -p arch_lr=0.2 -p tau_end=0.1 \
+        --searches 3 --seeds 1 --confirm-seeds 3 --threads 2 --jobs 2
+                                                  # FBNet's 22-layer space on digits-hard: at the default training
+                                                  # rate (0.05) its networks diverge early on some seeds (one fell to
+                                                  # 16%, the same network reached 69% at 0.02), so its comparison
+                                                  # there was the seeds' lottery; --train-lr sets the trainings' rate
     python bench/search_quality.py --data cifar10:PATH   # a harder dataset (searched at 32 px as well)
 
 FBNet runs with the paper's soft masks: a supernet of separate candidate weights trained one random path per step
@@ -65,7 +72,7 @@ from rich.console import Console
 from search_common import bench_space, measured_model, report
 
 from hwnas.arch import Arch
-from hwnas.config import DataConfig, SearchConfig, parse_assignments, to_dict
+from hwnas.config import DataConfig, SearchConfig, TrainConfig, parse_assignments, to_dict
 from hwnas.data import load_splits
 from hwnas.dense_space import DenseSpace
 from hwnas.errors import ConfigError
@@ -259,6 +266,8 @@ def main() -> None:
     parser.add_argument("--search-epochs", type=int, default=None, help="default 8 (quick 3)")
     parser.add_argument("--warmup-epochs", type=int, default=2, help="search epochs training weights only")
     parser.add_argument("--train-epochs", type=int, default=None, help="default 10 (quick 4)")
+    parser.add_argument("--train-lr", type=float, default=TrainConfig.lr,
+                        help=f"peak SGD learning rate of the trainings (default {TrainConfig.lr}; not the searches')")
     parser.add_argument("--seeds", type=int, default=None, help="trainings averaged per network (default 3, quick 1)")
     parser.add_argument("--confirm-seeds", type=int, default=0, help="train the median search and the best random "
                         "network again on N fresh seeds: the best of N random networks picked and scored on the same "
@@ -317,7 +326,8 @@ def main() -> None:
                         select_candidates=args.candidates,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
     splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
-    cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, base, seeds, args.jobs)
+    trained = replace(base, train=replace(base.train, lr=args.train_lr))
+    cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, trained, seeds, args.jobs)
     runs = workdir if args.quick else args.runs
     rows = []
     console = Console()
@@ -358,7 +368,7 @@ def main() -> None:
         confirmed = {}
         if args.confirm_seeds:
             fresh = TrainingCache(None if args.quick else args.cache, splits, train_epochs,
-                                  replace(base, seed=base.seed + seeds), args.confirm_seeds, args.jobs)
+                                  replace(trained, seed=base.seed + seeds), args.confirm_seeds, args.jobs)
             console.print(f"{strategy}: the median search and the best random network again, on "
                           f"{args.confirm_seeds} fresh seeds")
             again = fresh.accuracies({"median search": median_search["arch"], "best random": best_random["arch"]},
@@ -389,7 +399,8 @@ def main() -> None:
                                                       else []), "seconds"],
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
-            "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "seeds": seeds,
+            "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "train_lr": args.train_lr,
+            "seeds": seeds,
             "confirm_seeds": args.confirm_seeds, "candidates": args.candidates,
             "searches": args.searches, "params": extra_params, "data": args.data, "train_limit": args.train_limit,
             "resolution": args.resolution,
