@@ -63,6 +63,7 @@ def fill_to_floor(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choic
 
 def _single_upgrade(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: list[int],
                     room: float) -> list[tuple[int, int]] | None:
+    """The one layer's slower option, within `room`, that loses the least score per ms gained."""
     best = None
     for layer, (s, t) in enumerate(zip(scores, lat)):
         current = choices[layer]
