@@ -52,7 +52,7 @@ def fill_to_floor(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choic
     choices = list(choices)
     used = sum(t[c] for t, c in zip(lat, choices))
     while used < low:
-        move = _single_upgrade(scores, lat, choices, high - used) or _pair_move(scores, lat, choices, high - used)
+        move = _fill_move(scores, lat, choices, high - used)
         if move is None:
             break
         for layer, option in move:
@@ -61,25 +61,10 @@ def fill_to_floor(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choic
     return choices
 
 
-def _single_upgrade(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: list[int],
-                    room: float) -> list[tuple[int, int]] | None:
-    """The one layer's slower option, within `room`, that loses the least score per ms gained."""
-    best = None
-    for layer, (s, t) in enumerate(zip(scores, lat)):
-        current = choices[layer]
-        for option in np.flatnonzero(t > t[current]):
-            extra = t[option] - t[current]
-            if extra > room or s[option] < -1e8:
-                continue
-            loss = (s[current] - s[option]) / extra
-            if best is None or loss < best[0]:
-                best = (loss, layer, int(option))
-    return None if best is None else [(best[1], best[2])]
-
-
-def _pair_move(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: list[int],
+def _fill_move(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: list[int],
                room: float) -> list[tuple[int, int]] | None:
-    """The change of two layers' options that adds latency within `room` at the least score lost per ms."""
+    """The (layer, option) changes that add latency within `room` at the least score lost per ms: one layer's
+    slower option where one fits, else two layers' options together; None where neither fits."""
     layers, options, extra, loss = [], [], [], []
     for layer, (s, t) in enumerate(zip(scores, lat)):
         current = choices[layer]
@@ -92,11 +77,15 @@ def _pair_move(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices:
     if not layers:
         return None
     layers, extra, loss = np.array(layers), np.array(extra), np.array(loss)
+    single = (extra > 0) & (extra <= room)
+    if single.any():
+        i = int(np.argmin(np.where(single, loss / np.where(single, extra, 1.0), np.inf)))
+        return [(int(layers[i]), options[i])]
     gained = extra[:, None] + extra[None, :]
-    valid = (layers[:, None] < layers[None, :]) & (gained > 0) & (gained <= room)
-    if not valid.any():
+    pair = (layers[:, None] < layers[None, :]) & (gained > 0) & (gained <= room)
+    if not pair.any():
         return None
-    rate = np.where(valid, (loss[:, None] + loss[None, :]) / np.where(valid, gained, 1.0), np.inf)
+    rate = np.where(pair, (loss[:, None] + loss[None, :]) / np.where(pair, gained, 1.0), np.inf)
     i, j = np.unravel_index(int(np.argmin(rate)), rate.shape)
     return [(int(layers[i]), options[i]), (int(layers[j]), options[j])]
 
