@@ -2,7 +2,8 @@
 
 The binary is pushed once by the user (README) to /data/local/tmp/benchmark_model or to the device option
 `benchmark_model`. Models go to /data/local/tmp/hwnas/<sha256>.tflite, pushed once. benchmark_model prints
-aggregate statistics only (not per-call samples), so `n` is its run count and the percentiles it lacks are NaN.
+aggregate statistics only (not per-call samples), so `n` is its run count, p10/p90 are its p5/p95 (older binaries:
+its min/max; no statistics line: its mean), and the median's CI is unknown (NaN).
 """
 
 from __future__ import annotations
@@ -49,13 +50,17 @@ class BenchmarkResult:
     def timing(self) -> tuple[dict[str, float], dict[str, Any]]:
         """Timing fields in milliseconds and the note facts that say where each came from."""
         median = self.median_us if self.median_us is not None else self.inference_avg_us
-        timing = {"median": median / 1e3, "p10": math.nan, "p90": math.nan, "mean": self.inference_avg_us / 1e3,
+        if self.p5_us is not None and self.p95_us is not None:
+            spread, low, high = "p5/p95", self.p5_us, self.p95_us
+        elif self.min_us is not None and self.max_us is not None:
+            spread, low, high = "min/max", self.min_us, self.max_us
+        else:
+            spread, low, high = "avg", self.inference_avg_us, self.inference_avg_us
+        timing = {"median": median / 1e3, "p10": low / 1e3, "p90": high / 1e3, "mean": self.inference_avg_us / 1e3,
                   "std": (self.std_us or 0.0) / 1e3, "n": int(self.count or 0), "rel_ci": math.nan}
-        meta: dict[str, Any] = {"timer": "benchmark_model"}
+        meta: dict[str, Any] = {"timer": "benchmark_model", "p10_p90": spread}  # never NaN: ratios use p10
         if self.median_us is None:
             meta["median"] = "avg"  # older binaries print no percentiles
-        if self.p5_us is not None and self.p95_us is not None:
-            meta["p5_ms"], meta["p95_ms"] = round(self.p5_us / 1e3, 6), round(self.p95_us / 1e3, 6)
         return timing, meta
 
 

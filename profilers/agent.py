@@ -2,12 +2,14 @@
 
 Run as `python -m hwnas.profilers.agent`, or as `python3 agent.py` from a folder holding agent.py, runners.py and
 trt_engine.py (what hwnas copies to an ssh target). It imports only the standard library, numpy and the runtime
-a request names: never torch, never the rest of hwnas. Options: `--cache DIR` (content-addressed artifacts and
-TensorRT engines, default ~/.cache/hwnas/agent), `--max-request-bytes N` (default 256 MiB).
+a request names: never torch, never the rest of hwnas; it runs on Python 3.8. Options: `--cache DIR`
+(content-addressed artifacts and TensorRT engines, default ~/.cache/hwnas/agent), `--max-request-bytes N`
+(default 256 MiB).
 
 Protocol 1. One JSON object per line each way; a request's optional "id" is echoed in its reply. Replies carry
 "ok": true, or "ok": false with "error": {"code", "message", "field"?}. The agent answers every line, malformed
-ones included, and only stops at end of input or "bye".
+ones included (a request nests at most 32 levels, its integers have at most 64 digits), and only stops at end of
+input or "bye".
 
     hello    {"op":"hello", "runtime"?, "threads"?}
              -> {"protocol", "python", "numpy", "hardware":{cpu,machine,system}, "runtimes":{name: version|null},
@@ -20,8 +22,10 @@ ones included, and only stops at end of input or "bye".
              -> {"timing": {median,p10,p90,mean,std,n,rel_ci} (ms per call), "samples_ms": [...], "meta": {...}}
     bye      {"op":"bye"}                                    -> {} and the agent exits
 
-Formats: onnx, tflite, plan (TensorRT engine), mlpackage (sent as a zip of the package folder). An artifact's
-bytes are checked against its sha256 and its format's signature before any runtime sees them. Error codes:
+Formats: onnx, tflite, plan (TensorRT engine), mlpackage (sent as a zip of the package folder, which may unpack
+to at most 100 times its size and 4 times --max-request-bytes). An artifact given by "path" must be a regular file
+(an mlpackage: a folder with Manifest.json), never a folder, device or fifo. An artifact's bytes are checked
+against its sha256 and its format's signature before any runtime sees them. Error codes:
 invalid_json, bad_request, unknown_op, too_large, hash_mismatch, not_found, bad_artifact, runtime_missing,
 load_failed, bad_shape, unsupported, measure_failed, internal.
 """
@@ -37,8 +41,10 @@ import json
 import os
 import platform
 import shutil
+import stat
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -55,6 +61,10 @@ FORMATS = {"onnx": ".onnx", "tflite": ".tflite", "plan": ".plan", "mlpackage": "
 RUNTIME_FORMATS = {"onnxruntime": ("onnx",), "tflite": ("tflite",), "coreml": ("mlpackage",),
                    "tensorrt": ("onnx", "plan")}
 PRECISIONS = ("fp32", "fp16", "int8")
+MAX_DEPTH = 32  # nesting levels of a request (real ones have 3): deeper lines would exhaust the parser's stack
+MAX_INT_DIGITS = 64  # digits of an integer in a request: longer ones cost quadratic time or fail to convert
+MAX_EXPANSION = 100  # an mlpackage zip unpacks to at most this many times its size (random weights barely shrink)
+MAX_ZIP_MEMBERS = 10000  # files in an mlpackage zip (a real package has a handful)
 
 
 class RequestError(Exception):
@@ -79,8 +89,36 @@ def path_digest(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         sha.update(str(file.relative_to(path)).encode() if path.is_dir() else b"")
-        sha.update(file.read_bytes())
+        with file.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                sha.update(chunk)
     return sha.hexdigest()
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise RequestError("invalid_json", f"an integer of {len(text.lstrip('-'))} digits (at most "
+                                           f"{MAX_INT_DIGITS})")
+    return int(text)
+
+
+def parse_request(line: bytes) -> Any:
+    """A request line as JSON, refusing (RequestError, never a crash) deep nesting and huge integers."""
+    too_deep = RequestError("invalid_json", f"a request nests at most {MAX_DEPTH} levels")
+    try:
+        value = json.loads(line, parse_int=_bounded_int)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise RequestError("invalid_json", f"not a JSON line ({error})") from None
+    except RecursionError:  # deeper than the interpreter's own limit
+        raise too_deep from None
+    stack = [(value, 1)]
+    while stack:  # iterative, so the check cannot itself recurse too deep
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise too_deep
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
 
 
 def _require(request: dict, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
@@ -125,19 +163,17 @@ class Agent:
                                                               "bytes (raise --max-request-bytes)"))
             else:
                 reply = self.handle(line)
-            writer.write(json.dumps(reply).encode() + b"\n")
+            writer.write(self._encode(reply))
             writer.flush()
             if reply.get("op") == "bye":
                 return
 
     def handle(self, line: bytes) -> dict[str, Any]:
         """One request line -> one reply; never raises."""
+        ident = None
         try:
-            request = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return self._error(RequestError("invalid_json", f"not a JSON line ({error})"))
-        ident = request.get("id") if isinstance(request, dict) else None
-        try:
+            request = parse_request(line)
+            ident = request.get("id") if isinstance(request, dict) else None
             if not isinstance(request, dict):
                 raise RequestError("bad_request", "a request is a JSON object")
             op = _require(request, "op", str)
@@ -150,9 +186,17 @@ class Agent:
             reply = self._error(error)
         except runners.RunnerError as error:
             reply = self._error(RequestError(error.code, str(error)))
-        except Exception as error:  # a bug or an unexpected runtime failure must not end the session
+        except Exception as error:  # a bug, a full disk or an unexpected runtime failure must not end the session
             reply = self._error(RequestError("internal", f"{type(error).__name__}: {error}"))
         return {**reply, **({"id": ident} if ident is not None else {})}
+
+    def _encode(self, reply: dict[str, Any]) -> bytes:
+        """A reply as one JSON line; one that cannot be encoded (a runtime's odd meta) becomes an internal error."""
+        try:
+            return json.dumps(reply).encode() + b"\n"
+        except Exception as error:
+            failed = self._error(RequestError("internal", f"reply is not JSON ({type(error).__name__}: {error})"))
+            return json.dumps({**failed, **({"id": reply["id"]} if "id" in reply else {})}).encode() + b"\n"
 
     @staticmethod
     def _error(error: RequestError) -> dict[str, Any]:
@@ -243,12 +287,12 @@ class Agent:
         sha, fmt = self._identity(artifact)
         if "path" in artifact:  # a file already on this machine (pushed by scp, adb, ...)
             path = Path(_require(artifact, "path", str)).expanduser()
-            if not path.exists():
-                raise RequestError("not_found", f"no artifact at {path}", "artifact.path")
+            _check_local_artifact(path, fmt)
             if path_digest(path) != sha:
                 raise RequestError("hash_mismatch", f"{path} does not have sha256 {sha[:12]}...", "artifact.path")
-            if path.is_file():
-                _check_signature(path.read_bytes()[:8], fmt)
+            if fmt != "mlpackage":
+                with path.open("rb") as stream:
+                    _check_signature(stream.read(8), fmt)
             return path, fmt
         if "data_b64" in artifact:
             stored = self._stored(sha, fmt)
@@ -267,28 +311,66 @@ class Agent:
         target = self._stored(sha, fmt)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f"{target.name}.{os.getpid()}.part")
-        if fmt == "mlpackage":
-            _extract_package(data, partial)
-        else:
-            _check_signature(data, fmt)
-            partial.write_bytes(data)
-        os.replace(partial, target)
+        try:
+            if fmt == "mlpackage":
+                _extract_package(data, partial, min(MAX_EXPANSION * len(data), 4 * self.max_request_bytes))
+            else:
+                _check_signature(data, fmt)
+                partial.write_bytes(data)
+            os.replace(partial, target)
+        finally:
+            if partial.is_dir():
+                shutil.rmtree(partial, ignore_errors=True)
+            elif partial.exists():
+                partial.unlink()
 
 
-def _extract_package(data: bytes, folder: Path) -> None:
-    """Unzip an .mlpackage sent as a zip, refusing members that would land outside the folder."""
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"))
+
+
+def _check_local_artifact(path: Path, fmt: str) -> None:
+    """A path artifact is a regular file (an mlpackage: a folder with Manifest.json); a directory, device or fifo
+    is refused before hashing, which would take long, block or never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise RequestError("not_found", f"no artifact at {path}", "artifact.path") from None
+    if fmt == "mlpackage":
+        if stat.S_ISDIR(mode) and (path / "Manifest.json").is_file():
+            return
+        expected = "an .mlpackage folder with Manifest.json"
+    elif stat.S_ISREG(mode):
+        return
+    else:
+        expected = f"a regular {fmt} file"
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    raise RequestError("bad_artifact", f"{path} is {kind}, expected {expected}", "artifact.path")
+
+
+def _extract_package(data: bytes, folder: Path, limit: int) -> None:
+    """Unzip an .mlpackage sent as a zip, refusing members that would land outside the folder and archives that
+    unpack to more than `limit` bytes (zipfile never writes more than a member's declared size)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise RequestError("bad_artifact", "an mlpackage is sent as a zip archive; this is not one",
                            "artifact") from None
-    names = archive.namelist()
+    members = archive.infolist()
+    names = [member.filename for member in members]
     if "Manifest.json" not in names:
         raise RequestError("bad_artifact", "zip has no Manifest.json at its root: not an .mlpackage", "artifact")
     if any(name.startswith("/") or ".." in Path(name).parts for name in names):
         raise RequestError("bad_artifact", "zip member paths leave the package folder", "artifact")
+    size = sum(member.file_size for member in members)
+    if len(members) > MAX_ZIP_MEMBERS or size > limit:
+        raise RequestError("too_large", f"zip of {len(data)} bytes unpacks to {size} bytes in {len(members)} files "
+                                        f"(at most {limit} bytes, {MAX_ZIP_MEMBERS} files)", "artifact")
     shutil.rmtree(folder, ignore_errors=True)
-    archive.extractall(folder)
+    try:
+        archive.extractall(folder)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise RequestError("bad_artifact", f"corrupt zip ({error})", "artifact") from None
 
 
 def main(argv: list[str] | None = None) -> int:

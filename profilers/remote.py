@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import shlex
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,17 +29,19 @@ from hwnas.profilers.transports import (
     AgentError,
     TransportError,
     agent_command,
+    check_transport,
     encode_artifact,
     package_zip,
+    ssh_login,
 )
 
 PROTOCOL = 1
 REMOTE_RUNTIMES = ("onnxruntime", "tflite", "coreml", "tensorrt")
-TARGET_INSTALL = {
-    "onnxruntime": "python3 -m pip install numpy onnxruntime",
-    "tflite": "python3 -m pip install numpy ai-edge-litert",
-    "coreml": "python3 -m pip install numpy coremltools",
-    "tensorrt": "python3 -m pip install numpy cuda-python (TensorRT's Python bindings come with JetPack)",
+TARGET_INSTALL = {  # what `<the device's python> -m pip install` needs on the target
+    "onnxruntime": "numpy onnxruntime",
+    "tflite": "numpy ai-edge-litert",
+    "coreml": "numpy coremltools",
+    "tensorrt": "numpy cuda-python (TensorRT's Python bindings come with JetPack)",
 }
 README_HINT = "see README 'Profiling a remote device'"
 RUN_FACTS = ("build_s", "engine")  # facts of one run (engine built or cached), kept out of the LUT note
@@ -122,6 +125,7 @@ class RemoteProfiler(Profiler):
         if device.transport_scheme == "adb" and device.runtime != "tflite":
             raise ConfigError(f"device '{device.name}': adb:// devices are timed by TFLite's benchmark_model, "
                               f"so runtime must be tflite, not {device.runtime}")
+        check_transport(device.transport, f"device '{device.name}': ")
         check_options(device)
         super().__init__(device, workdir)
         self.backend = runtime_backend(device.runtime)
@@ -165,15 +169,16 @@ class RemoteProfiler(Profiler):
         if self.device.transport_scheme == "adb":
             return ("push it once: adb push benchmark_model /data/local/tmp/ && adb shell chmod +x "
                     f"/data/local/tmp/benchmark_model ({README_HINT})")
-        return f"on the target run: {TARGET_INSTALL[self.device.runtime]} ({README_HINT})"
+        return (f"on the target run: {shlex.quote(self.device.python)} -m pip install "
+                f"{TARGET_INSTALL[self.device.runtime]} ({README_HINT})")
 
     def _setup_hint(self) -> str:
         scheme, target = self.device.transport_scheme, self.device.transport_target
         if scheme == "ssh":
-            login = target.split(":")[0]
-            host = login.split("@")[-1]
-            return (f"set up the board: `ssh {login} true` must work without a password (a 'Host {host}' entry in "
-                    f"~/.ssh/config with a key), then {self._install_hint()}")
+            login, port = ssh_login(target)  # check_transport refused logins that look like options
+            command = shlex.join(["ssh", *(["-p", port] if port else []), login, "true"])
+            return (f"set up the board: `{command}` must work without a password (a 'Host "
+                    f"{login.split('@')[-1]}' entry in ~/.ssh/config with a key), then {self._install_hint()}")
         if scheme == "adb":
             return f"connect the phone with USB debugging on; `adb devices` must list it ({README_HINT})"
         return README_HINT

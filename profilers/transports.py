@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import selectors
 import shlex
 import subprocess
@@ -22,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import HwnasError
+from hwnas.errors import ConfigError, HwnasError
 
 AGENT_FILES = ("agent.py", "runners.py", "trt_engine.py")
 SSH_OPTIONS = ("-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
@@ -84,10 +85,25 @@ def package_zip(folder: Path) -> bytes:
 
 
 # -- ssh command lines ---------------------------------------------------------------------------------------
+def check_transport(transport: str, where: str = "") -> None:
+    """ConfigError when a transport's target (ssh user or host, adb serial) begins with '-', which a command would
+    read as an option (`ssh://-oProxyCommand=...`); `where` prefixes the message (the device)."""
+    target = transport.partition("://")[2]
+    if re.search(r"(^|@)-", target):
+        raise ConfigError(f"{where}transport '{transport}': '{target}' looks like a command-line option; a host, "
+                          "user or serial may not begin with '-'")
+
+
+def ssh_login(target: str) -> tuple[str, str]:
+    """`[user@]host[:port]` (the part after ssh://) as its login `[user@]host` and its port ('' when not given)."""
+    login, _, port = target.rpartition(":") if ":" in target else (target, "", "")
+    return login, port
+
+
 def ssh_command(target: str) -> list[str]:
-    """`ssh` with batch-mode options for `[user@]host[:port]` (the part after ssh://)."""
-    host, _, port = target.rpartition(":") if ":" in target else (target, "", "")
-    return ["ssh", *SSH_OPTIONS, *(["-p", port] if port else []), host]
+    """`ssh` with batch-mode options for `[user@]host[:port]`; `--` ends the options, so the host is never one."""
+    login, port = ssh_login(target)
+    return ["ssh", *SSH_OPTIONS, *(["-p", port] if port else []), "--", login]
 
 
 def remote_agent_dir(ident: str) -> str:
@@ -127,6 +143,7 @@ def agent_command(transport: str, python: str, workdir: Path) -> list[str]:
         agent = write_bundle(workdir / "agent")  # a clean folder: no sibling module shadows a runtime package
         return [sys.executable, str(agent), "--cache", str(workdir / "agent-cache")]
     if scheme == "ssh":
+        check_transport(transport)
         ident = install_over_ssh(target)
         return [*ssh_command(target), "sh -c " + shlex.quote(remote_start_script(ident, python))]
     raise TransportError(f"no agent transport for '{transport}' (agent://local or ssh://[user@]host[:port])")

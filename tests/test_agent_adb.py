@@ -65,8 +65,9 @@ def test_newer_output_gives_the_timed_runs_median_in_ms():
     assert result.count == 8121 and result.median_us == 120 and result.inference_avg_us == 122.7
     timing, meta = result.timing()
     assert timing["median"] == pytest.approx(0.120) and timing["mean"] == pytest.approx(0.1227)
-    assert timing["n"] == 8121 and timing["std"] == pytest.approx(0.009) and math.isnan(timing["p10"])
-    assert meta == {"timer": "benchmark_model", "p5_ms": 0.112, "p95_ms": 0.136}
+    assert timing["n"] == 8121 and timing["std"] == pytest.approx(0.009) and math.isnan(timing["rel_ci"])
+    assert timing["p10"] == pytest.approx(0.112) and timing["p90"] == pytest.approx(0.136)  # its p5 and p95
+    assert meta == {"timer": "benchmark_model", "p10_p90": "p5/p95"}
 
 
 def test_older_output_without_percentiles_uses_the_mean_and_says_so():

@@ -156,7 +156,8 @@ def test_unreachable_board_is_one_line_with_setup_steps(devices_file, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     message = " ".join(result.output.split())
     assert "cannot reach ssh://pi@hwnas-no-such-board.invalid:2222" in message
-    assert "ssh pi@hwnas-no-such-board.invalid true" in message and "pip install numpy ai-edge-litert" in message
+    assert "ssh -p 2222 pi@hwnas-no-such-board.invalid true" in message
+    assert "python3 -m pip install numpy ai-edge-litert" in message
     assert not (tmp_path / "x.csv").exists()  # nothing written for a board that never answered
 
 
@@ -176,8 +177,8 @@ def test_agent_start_failure_is_a_clear_error(tmp_path):
 
 
 def test_ssh_command_lines():
-    assert ssh_command("pi@raspi:2222") == ["ssh", *SSH_OPTIONS, "-p", "2222", "pi@raspi"]
-    assert ssh_command("jetson") == ["ssh", *SSH_OPTIONS, "jetson"]
+    assert ssh_command("pi@raspi:2222") == ["ssh", *SSH_OPTIONS, "-p", "2222", "--", "pi@raspi"]
+    assert ssh_command("jetson") == ["ssh", *SSH_OPTIONS, "--", "jetson"]
     assert "BatchMode=yes" in SSH_OPTIONS  # never hang on a password prompt
     ident = bundle_id(agent_bundle())
     assert f"agent-{ident}" in remote_install_script(ident) and "tar -xf -" in remote_install_script(ident)
