@@ -85,7 +85,8 @@ def main() -> None:
     measured_model(lut, [space], args.device, quick)
     params = {"arch_lr": args.arch_lr, "search_channels": proxy_c, "search_layers": args.search_layers,
               "search_resolution": args.search_resolution or (8 if quick else 16)}
-    base = SearchConfig(device=args.device, lut=str(lut), space="darts", budget="100%", budget_floor=0.0,
+    base = SearchConfig(calibrate_networks=0, confirm=False,  # predictions, as before confirmation
+                        device=args.device, lut=str(lut), space="darts", budget="100%", budget_floor=0.0,
                         epochs=epochs, warmup_epochs=0, seed=args.seed, threads=args.threads,
                         data=DataConfig(source=args.data, resolution=resolution, batch_size=args.batch_size,
                                         arch_fraction=0.5, limit=limit))

@@ -67,7 +67,7 @@ def bench_network(name: str, resolution: int, formats: tuple[str, ...], precisio
         if "error" not in lut:
             entry.update(predict_latency(source.arch, device, lut=lut["lut"]))
             try:
-                entry["measured"] = measure_latency(device, folded, source.arch, written, settings=settings)
+                entry["measured"] = measure_latency(device, folded, source.arch, written, lut=lut["lut"])
             except HwnasError as error:
                 entry["measure_error"] = str(error)
         latency.append(entry)

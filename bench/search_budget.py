@@ -17,7 +17,9 @@ import torch
 from search_common import bench_space, measured_model, report
 
 from hwnas.config import DataConfig, SearchConfig
-from hwnas.retrain import measure_latency_ms
+from hwnas.device import get_device
+from hwnas.lut.network_timing import measure_on_device
+from hwnas.lut.table import default_lut_path
 from hwnas.search import run_search
 
 STRATEGIES = ("fbnet", "proxyless", "hardcore", "densenas")
@@ -41,10 +43,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     epochs = args.epochs or (2 if args.quick else 6)
     workdir = Path(tempfile.mkdtemp(prefix="hwnas-bench-"))
-    lut = args.lut or (workdir / "cpu.csv" if args.quick else Path("luts") / f"{args.device}.csv")
+    lut = args.lut or (workdir / "cpu.csv" if args.quick else default_lut_path(args.device))
     spaces = {s: bench_space(s, args.quick, args.resolution) for s in args.strategies}
     measured_model(lut, list(spaces.values()), args.device, args.quick)
-    base = SearchConfig(device=args.device, lut=str(lut), epochs=epochs, warmup_epochs=1, threads=args.threads,
+    base = SearchConfig(calibrate_networks=0, confirm=False,  # predictions, as before confirmation
+                        device=args.device, lut=str(lut), epochs=epochs, warmup_epochs=1, threads=args.threads,
                         torch_device=args.torch_device,
                         data=DataConfig(resolution=args.resolution, limit=320 if args.quick else 0))
     rows = []
@@ -57,7 +60,7 @@ def main() -> None:
             result = run_search(config, workdir / f"{strategy}-{share}", space=spaces[strategy])
             derived = result.derivation
             budget = result.config.budget_ms
-            measured = measure_latency_ms(derived.arch, derived.arch.build(), args.device, None)
+            measured = measure_on_device(get_device(args.device), lut, [("derived", derived.arch)])[0].median_ms
             rows.append({"strategy": strategy, "space": spaces[strategy].name, "share": share, "budget_ms": budget,
                          "predicted_ms": derived.predicted_ms, "of_budget": derived.predicted_ms / budget,
                          "within": derived.predicted_ms <= budget and derived.predicted_ms >= 0.9 * budget,

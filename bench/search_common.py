@@ -67,15 +67,41 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "host": platform.node()}
 
 
+def provenance(lut: Path | None = None) -> dict[str, Any]:
+    """What makes a result traceable: the commit (and whether the tree had changes), the command line, and the LUT
+    it predicted with (its setup fingerprint and a hash of its rows)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    found: dict[str, Any] = {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno")),
+                             "argv": sys.argv}
+    if lut is not None and Path(lut).exists():
+        from hwnas.lut.table import LatencyTable
+
+        table = LatencyTable.load(lut)
+        found["lut"] = {"path": str(lut), "fingerprint_id": table.meta["fingerprint_id"], "rows": len(table.frame),
+                        "sha256": hashlib.sha256(Path(lut).read_bytes()).hexdigest()[:16],
+                        "calibration": table.meta.get("calibration")}
+    return found
+
+
 def report(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]], out: Path,
-           extra: dict[str, Any]) -> None:
-    """Print a table of `rows` and write them with `extra` as JSON to `out`."""
+           extra: dict[str, Any], lut: Path | None = None) -> None:
+    """Print a table of `rows` and write them with `extra`, the machine and the provenance as JSON to `out`."""
     table = Table(*columns, title=title)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     Console(width=200).print(table)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**extra, "machine": machine(), "rows": list(rows)}, indent=2, default=str) + "\n")
+    data = {**extra, "machine": machine(), "provenance": provenance(lut), "rows": list(rows)}
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
     Console().print(f"wrote {out}")
 
 

@@ -321,7 +321,8 @@ def main() -> None:
     model = measured_model(lut, list(spaces.values()), "cpu", args.quick)
     data = DataConfig(source=args.data, resolution=args.resolution, limit=320 if args.quick else 0,
                       train_limit=args.train_limit)
-    base = SearchConfig(lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
+    base = SearchConfig(calibrate_networks=0, confirm=False,  # predictions, as before confirmation
+                        lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
                         threads=args.threads, seed=args.seed, zero_init_residual=not args.unit_init,
                         select_candidates=args.candidates,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)

@@ -15,6 +15,17 @@ from typing import Any
 from torch import nn
 
 from hwnas.blocks import ACT_CODES, BlockSpec, BlockStringError, Op, format_block_string, parse_block_string
+from hwnas.errors import ConfigError, HwnasError
+from hwnas.units import (
+    MAX_CHANNELS,
+    MAX_REPEATS,
+    MAX_RESOLUTION,
+    MAX_STRIDE,
+    check_range,
+    check_resolution,
+    parse_int,
+    shown,
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,13 @@ class Layer:
     channels: int
     stride: int = 1
     repeats: int = 1
+
+    def __post_init__(self) -> None:
+        """Refuse channels, stride or repeats out of bounds where a row enters (string, JSON or code)."""
+        where = f"layer '{self.op.kind}'"
+        check_range(self.channels, f"{where}: channels", 1, MAX_CHANNELS)
+        check_range(self.stride, f"{where}: stride", 1, MAX_STRIDE)
+        check_range(self.repeats, f"{where}: repeats", 1, MAX_REPEATS)
 
     def to_string(self, default_act: str | None = None) -> str:
         return format_block_string(self.op, self.repeats, self.stride, self.channels, default_act)
@@ -49,6 +67,9 @@ class Arch:
     def __post_init__(self) -> None:
         if not self.layers:
             raise BlockStringError("an architecture needs at least one layer")
+        check_resolution(self.resolution, "input resolution")
+        check_range(self.in_channels, "input channels", 1, MAX_CHANNELS)
+        _check_act(self.act)
 
     # -- serialisation ------------------------------------------------------------------------------------
     def to_string(self) -> str:
@@ -69,29 +90,48 @@ class Arch:
                 f"'{text[:60]}': an architecture string is RESOLUTION:ACTIVATION:ROW,ROW,... "
                 "(e.g. 224:relu6:cn_k3_s2_c32,ds_k3_c16,...)")
         resolution, act, rows = parts
-        if not resolution.isdigit():
-            raise BlockStringError(f"'{resolution}' is not an input resolution (expected an integer, e.g. 224)")
-        if act not in ACT_CODES.values():
-            raise BlockStringError(f"'{act}' is not an activation (one of {', '.join(ACT_CODES.values())})")
-        return cls(tuple(Layer.parse(row, act) for row in rows.split(",") if row), int(resolution), act)
+        if not (resolution.isascii() and resolution.isdigit()):
+            raise BlockStringError(f"'{resolution[:20]}' is not an input resolution (expected an integer, e.g. 224)")
+        size = parse_int(resolution, "input resolution", 1, MAX_RESOLUTION)
+        _check_act(act)
+        return cls(tuple(Layer.parse(row, act) for row in rows.split(",") if row), size, act)
 
     def to_json(self) -> dict[str, Any]:
         return {"arch": self.to_string(), "resolution": self.resolution, "act": self.act,
                 "layers": [layer.to_string(self.act) for layer in self.layers]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Arch:
+    def from_json(cls, data: Any) -> Arch:
+        """From `{"arch": STRING}` (what `save` writes), or `{"layers": [ROW, ...], "resolution": N, "act": ACT}`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"an architecture JSON is an object with an 'arch' string, not a {type(data).__name__}")
         if "arch" in data:
+            if not isinstance(data["arch"], str):
+                raise ConfigError(f"'arch' is {shown(data['arch'])}, expected an architecture string")
             return cls.parse(data["arch"])
-        act = data.get("act", "relu")
-        return cls(tuple(Layer.parse(row, act) for row in data["layers"]), int(data["resolution"]), act)
+        layers, act = data.get("layers"), data.get("act", "relu")
+        if not isinstance(layers, list) or not all(isinstance(row, str) for row in layers):
+            raise ConfigError("an architecture JSON needs an 'arch' string, or 'layers' as a list of row strings "
+                              "with 'resolution' and 'act'")
+        _check_act(act)
+        return cls(tuple(Layer.parse(row, act) for row in layers),
+                   check_resolution(data.get("resolution"), "'resolution'"), act)
 
     def save(self, path: str | Path, **extra: Any) -> None:
         Path(path).write_text(json.dumps({**self.to_json(), **extra}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Arch:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """An arch.json; a file that is unreadable, not JSON, or not an architecture is one line naming it."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:  # JSONDecodeError: ValueError
+            reason = " ".join(str(error).split())[:120]
+            raise ConfigError(f"{path}: not a readable architecture JSON file ({reason})") from None
+        try:
+            return cls.from_json(data)
+        except HwnasError as error:
+            raise ConfigError(f"{path}: {error}") from None
 
     # -- shapes and modules -------------------------------------------------------------------------------
     def with_resolution(self, resolution: int) -> Arch:
@@ -128,3 +168,8 @@ class Arch:
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return (1, self.in_channels, self.resolution, self.resolution)
+
+
+def _check_act(act: object) -> None:
+    if act not in ACT_CODES.values():
+        raise BlockStringError(f"{shown(act)} is not an activation (one of {', '.join(ACT_CODES.values())})")

@@ -11,12 +11,23 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from numbers import Integral, Real
 from typing import Any
 
 from torch import nn
 
 from hwnas import ops
 from hwnas.errors import HwnasError
+from hwnas.units import (
+    MAX_CHANNELS,
+    MAX_DILATION,
+    MAX_EXPANSION,
+    MAX_KERNEL,
+    MAX_RESOLUTION,
+    MAX_STRIDE,
+    MIN_EXPANSION,
+    check_range,
+)
 
 ACT_CODES = {"re": "relu", "r6": "relu6", "hs": "hswish", "sw": "swish"}
 ACT_NAMES = {name: code for code, name in ACT_CODES.items()}
@@ -27,6 +38,10 @@ _ROW_FIELDS = {"r": "repeats", "s": "stride", "c": "channels"}
 _CANONICAL_ORDER = ("r", "k", "d", "s", "e", "c", "g", "se", "h", "n")
 _PREFIXES = ("se", "r", "k", "d", "s", "e", "c", "g", "h", "n")  # 'se' before 's'
 _DEFAULTS = {"kernel": 0, "dilation": 1, "expansion": 0.0, "groups": 1, "se": 0.0, "hidden": 0}
+# Op attribute -> (low, high, kind of number): checked for each attribute its block type takes.
+_OP_BOUNDS = {"kernel": (1, MAX_KERNEL, Integral), "dilation": (1, MAX_DILATION, Integral),
+              "expansion": (MIN_EXPANSION, MAX_EXPANSION, Real), "groups": (1, MAX_CHANNELS, Integral),
+              "se": (0, 1, Real), "hidden": (0, MAX_CHANNELS, Integral)}
 
 
 class BlockStringError(HwnasError):
@@ -73,6 +88,21 @@ class Op:
     se: float = 0.0
     hidden: int = 0
     act: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown kind, activation or an attribute out of bounds here, before any module is built."""
+        block_type = BLOCK_TYPES.get(self.kind) or _load_extensions(self.kind)
+        if block_type is None:
+            raise BlockStringError(f"unknown block type '{self.kind}' (known: {', '.join(sorted(BLOCK_TYPES))})")
+        if self.act and self.act not in ACT_NAMES:
+            raise BlockStringError(f"block '{self.kind}': activation '{self.act}' is not one of "
+                                   f"{', '.join(ACT_NAMES)}")
+        for name in sorted(block_type.takes):
+            low, high, kind = _OP_BOUNDS[name]
+            check_range(getattr(self, name), f"block '{self.kind}': {name}", low, high, kind)
+        if "kernel" in block_type.takes and self.kernel % 2 == 0:
+            raise BlockStringError(f"block '{self.kind}': kernel is {self.kernel}, expected an odd size (same "
+                                   "padding keeps the feature map's size)")
 
     @property
     def type(self) -> BlockType:
@@ -165,6 +195,18 @@ class BlockSpec:
     h: int
     w: int
     stride: int = 1
+
+    def __post_init__(self) -> None:
+        """Refuse a shape out of bounds, or groups that do not divide the channels, before anything is built."""
+        try:
+            for name, high in (("cin", MAX_CHANNELS), ("cout", MAX_CHANNELS), ("h", MAX_RESOLUTION),
+                               ("w", MAX_RESOLUTION), ("stride", MAX_STRIDE)):
+                check_range(getattr(self, name), name, 1, high)
+        except HwnasError as error:  # the key only now: specs are made by the thousand
+            raise BlockStringError(f"block '{self.key}': {error}") from None
+        if self.op.groups > 1 and (self.cin % self.op.groups or self.cout % self.op.groups):
+            raise BlockStringError(f"block '{self.key}': groups {self.op.groups} must divide its input and output "
+                                   f"channels ({self.cin} -> {self.cout})")
 
     @property
     def key(self) -> str:

@@ -18,6 +18,9 @@ from hwnas.errors import ConfigError
 SPLIT_OPTIONS = ("test_fraction", "val_fraction", "arch_fraction", "split_seed", "limit", "train_limit")
 
 
+DEFAULT_LUT_DIR = Path("luts")  # where each device's table lives unless --lut or --lut-dir says otherwise
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which images, at which resolution, and how they are split."""
@@ -77,9 +80,40 @@ class SearchConfig:
     threads: int = 1  # torch CPU threads per process (small 32 px convolutions gain little from more, and a
     # shared machine makes extra threads wait on each other); 0 leaves torch's default (all cores)
     profile_missing: bool = True  # measure LUT blocks the space needs and the table lacks (local devices only)
+    calibrate_networks: int = 10  # with no calibration of this space at this resolution, fit one first on this many
+    # random networks measured on the device (0: predict with the plain sum of blocks)
+    confirm: bool = True  # time the derived network on the device and re-derive where it misses the budget
+    confirm_rounds: int = 3  # re-derivations at most after the first measurement
+    force: bool = False  # use a table measured on another device or setup (--force)
     strategy_params: dict[str, Any] = field(default_factory=dict)  # strategy hyperparameters (see its Params)
     data: DataConfig = field(default_factory=DataConfig)  # dataset and splits
     train: TrainConfig = field(default_factory=TrainConfig)  # from-scratch training of the derived network
+
+
+def check_search_config(config: SearchConfig) -> None:
+    """Refuse counts, shares and a budget a search cannot use, in one line naming the key, before anything is loaded
+    or written (a config.yaml can hold them as well as the flags)."""
+    from operator import attrgetter
+
+    from hwnas.units import check_resolution, is_relative_budget, parse_duration_ms
+
+    rules = (("epochs", config.epochs >= 1, "at least 1"),
+             ("warmup_epochs", 0 <= config.warmup_epochs <= config.epochs, f"0..epochs ({config.epochs})"),
+             ("select_candidates", config.select_candidates >= 0,
+              "0 (keep the derived network) or more draws to score in the supernet"),
+             ("threads", config.threads >= 0, "0 (torch's default) or more"),
+             ("budget_floor", 0 <= config.budget_floor < 1, "a share in [0, 1)"),
+             ("weight_lr", config.weight_lr >= 0, "0 or more"),
+             ("data.batch_size", config.data.batch_size >= 1, "at least 1"),
+             ("calibrate_networks", config.calibrate_networks == 0 or 3 <= config.calibrate_networks <= 1000,
+              "0 (no calibration) or 3..1000 networks"),
+             ("confirm_rounds", 0 <= config.confirm_rounds <= 20, "0..20"))
+    for key, valid, expected in rules:
+        if not valid:
+            raise ConfigError(f"{key} {attrgetter(key)(config)}: expected {expected}")
+    check_resolution(config.data.resolution, "data.resolution")
+    if not is_relative_budget(config.budget):
+        parse_duration_ms(config.budget, "--latency-budget")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

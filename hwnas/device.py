@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from hwnas.errors import ConfigError
+from hwnas.units import MAX_BATCH, MAX_THREADS, shown
 
 RUNTIMES = ("onnxruntime", "tensorrt", "tflite", "coreml", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -55,47 +56,65 @@ assert set(_FIELD_TYPES) == {f.name for f in fields(Device)} - {"name"}
 
 def _check_device(source: str, name: str, entry: Any) -> Device:
     where = f"{source}: device '{name}'"
+    if not name or not name.isprintable():
+        raise ConfigError(f"{source}: device name {shown(name)} must be non-empty, on one line")
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping of settings, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - set(_FIELD_TYPES))
+    unknown = sorted(set(entry) - set(_FIELD_TYPES), key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(_FIELD_TYPES)})")
+        raise ConfigError(f"{where}: unknown key {shown(unknown[0])} (allowed: {', '.join(_FIELD_TYPES)})")
     if "runtime" not in entry:
         raise ConfigError(f"{where}: missing key 'runtime' (one of {', '.join(RUNTIMES)})")
     values = dict(entry)
     for key, value in values.items():
         expected = _FIELD_TYPES[key]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: key '{key}' must be {expected.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: key '{key}' must be {expected.__name__}, got {shown(value)}")
     if values["runtime"] not in RUNTIMES:
-        raise ConfigError(f"{where}: key 'runtime' is '{values['runtime']}', expected one of {', '.join(RUNTIMES)}")
+        raise ConfigError(f"{where}: key 'runtime' is {shown(values['runtime'])}, expected one of "
+                          f"{', '.join(RUNTIMES)}")
     if values.get("precision", "fp32") not in PRECISIONS:
-        raise ConfigError(f"{where}: key 'precision' is '{values['precision']}', expected one of "
+        raise ConfigError(f"{where}: key 'precision' is {shown(values['precision'])}, expected one of "
                           f"{', '.join(PRECISIONS)}")
-    if values.get("threads", 1) < 0 or values.get("batch", 1) < 1:
-        raise ConfigError(f"{where}: 'threads' must be >= 0 (0 = all cores) and 'batch' >= 1")
+    for key, low, high, note in (("threads", 0, MAX_THREADS, " (0 = all cores)"), ("batch", 1, MAX_BATCH, "")):
+        if not low <= values.get(key, low) <= high:
+            raise ConfigError(f"{where}: '{key}' must be >= {low} and <= {high}{note}, got {shown(values[key])}")
     if not _TRANSPORT_RE.match(values.get("transport", "local")):
-        raise ConfigError(f"{where}: key 'transport' is '{values['transport']}', expected local, "
+        raise ConfigError(f"{where}: key 'transport' is {shown(values['transport'])}, expected local, "
                           "ssh://[user@]host[:port] or adb://[serial]")
-    return Device(name=name, **values)
+    device = Device(name=name, **values)
+    from hwnas.profilers.options import check_options  # here, not at the top: it imports this module
+    from hwnas.profilers.transports import check_transport
+
+    check_transport(device.transport, f"{where}: ")
+    try:
+        check_options(device)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return device
 
 
 def load_devices(path: str | Path | None = None) -> dict[str, Device]:
     """All devices of a YAML file (the shipped registry when `path` is None)."""
     source = Path(path) if path is not None else BUILTIN_DEVICES
     try:
-        data = yaml.safe_load(source.read_text())
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such devices file") from None
-    except yaml.YAMLError as error:
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{source}: cannot read this devices file as UTF-8 text ({error})") from None
+    except ValueError as error:  # a number past Python's 4300-digit limit
+        raise ConfigError(f"{source}: is not a usable devices file ({error})") from None
+    except (yaml.YAMLError, RecursionError) as error:  # RecursionError: nested thousands of levels deep
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}:{line} is not valid YAML ({getattr(error, 'problem', error)})") from None
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise ConfigError(f"{source}:{line} is not valid YAML ({problem})") from None
     if not isinstance(data, dict) or not isinstance(data.get("devices"), dict):
         raise ConfigError(f"{source}: expected a top-level 'devices:' mapping of device name -> settings")
-    extra = sorted(set(data) - {"devices"})
+    extra = sorted(set(data) - {"devices"}, key=str)
     if extra:
-        raise ConfigError(f"{source}: unknown top-level key '{extra[0]}' (only 'devices' is allowed)")
+        raise ConfigError(f"{source}: unknown top-level key {shown(extra[0])} (only 'devices' is allowed)")
     return {str(name): _check_device(str(source), str(name), entry) for name, entry in data["devices"].items()}
 
 

@@ -18,9 +18,7 @@ class RuntimeUnavailable(HwnasError):
 class MissingLatencyError(HwnasError):
     """A latency table lacks keys a prediction needs."""
 
-    def __init__(self, table: str, missing: list[str]):
+    def __init__(self, table: str, missing: list[str], command: str = "hwnas profile"):
         self.missing = list(missing)
         shown = ", ".join(self.missing[:5]) + (f" (+{len(self.missing) - 5} more)" if len(self.missing) > 5 else "")
-        super().__init__(
-            f"{table}: {len(self.missing)} block(s) not measured: {shown}; run `hwnas profile` for this space first"
-        )
+        super().__init__(f"{table}: {len(self.missing)} block(s) not measured: {shown}; run `{command}` first")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from hwnas.dense_space import DenseSpace
+from hwnas.errors import HwnasError
 from hwnas.lut.model import LatencyModel, SpaceLatency
 from hwnas.spaces import Space
 
@@ -205,12 +206,19 @@ def chain_cost(space: Space, model: LatencyModel) -> ChainCost:
 
 
 def space_range_ms(space: Any, model: LatencyModel) -> tuple[float, float]:
-    """Fastest and slowest architecture of any space kind (a space may define `latency_range_ms(model)`)."""
+    """Fastest and slowest architecture of any space kind (a space may define `latency_range_ms(model)`); a range
+    that is not positive and finite (a damaged calibration) is one line, not a search toward a negative budget."""
     if hasattr(space, "latency_range_ms"):
-        return space.latency_range_ms(model)
-    if isinstance(space, DenseSpace):
-        return dense_cost(space, model).range_ms
-    return chain_cost(space, model).range_ms
+        low, high = space.latency_range_ms(model)
+    elif isinstance(space, DenseSpace):
+        low, high = dense_cost(space, model).range_ms
+    else:
+        low, high = chain_cost(space, model).range_ms
+    if not (0 < low <= high < math.inf):
+        raise HwnasError(f"{model.table.path}: predicted latencies of space {space.name} span {low:.4g}..{high:.4g} "
+                         f"ms at {space.resolution} px; its calibration there makes them non-positive: refit it with "
+                         "`hwnas lut calibrate`")
+    return low, high
 
 
 # -- loss terms -----------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -73,7 +75,7 @@ class InvertedResidual(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: float, groups: int = 1,
                  se: float = 0.0, act: str = "relu", dilation: int = 1):
         super().__init__()
-        mid = make_divisible(cin * expansion, divisor=max(8, groups))
+        mid = make_divisible(cin * expansion, divisor=math.lcm(8, groups))  # grouped convs need groups | mid
         self.expand = ConvBnAct(cin, mid, 1, groups=groups, act=act)
         self.shuffle = ChannelShuffle(groups) if groups > 1 else nn.Identity()
         self.depthwise = ConvBnAct(mid, mid, kernel, stride, groups=mid, dilation=dilation, act=act)

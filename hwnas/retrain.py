@@ -11,20 +11,38 @@ from typing import Any
 import torch
 
 from hwnas.arch import Arch
+from hwnas.config import SearchConfig
 from hwnas.errors import HwnasError
+from hwnas.export.source import space_name
 from hwnas.run import ARCH, TRAIN_REPORT, TRAINED, RunDir
 from hwnas.train import TrainRecord, accuracy, train_network
 
 
-def measure_latency_ms(arch: Arch, model: torch.nn.Module, device_name: str, devices_file: str | None) -> float:
-    """Median end-to-end latency on the device, milliseconds per image (the LUT's unit)."""
+def measure_trained(arch: Arch, config: SearchConfig, space_name: str | None) -> dict[str, Any]:
+    """The network timed on the run's device with its table's steady method (as the search confirmed it)."""
     from hwnas.device import get_device
-    from hwnas.profilers import get_profiler
+    from hwnas.lut.device_table import device_lut_path
+    from hwnas.lut.network_timing import measure_on_device
+    from hwnas.lut.steady import reference_spec
 
-    device = get_device(device_name, devices_file)
-    with get_profiler(device) as profiler:
-        timing, _ = profiler.measure(model.eval(), (device.batch, arch.in_channels, arch.resolution, arch.resolution))
-    return timing.median / device.batch
+    device = get_device(config.device, config.devices_file)
+    path = device_lut_path(device, config.lut)
+    reference = None
+    if space_name == config.space:
+        from hwnas.space_files import resolve_space
+
+        reference = reference_spec(resolve_space(config.space, arch.resolution, arch.num_classes).specs())
+    return measure_on_device(device, path, [("trained", arch)], reference=reference, force=config.force)[0].to_dict()
+
+
+def _check_table(config: SearchConfig) -> None:
+    """Refuse, before training, a run whose table serves another device than the one it will be measured on."""
+    from hwnas.device import get_device
+    from hwnas.lut.device_table import device_lut_path, open_device_table
+
+    device = get_device(config.device, config.devices_file)
+    if device_lut_path(device, config.lut).exists():
+        open_device_table(device, config.lut, force=config.force)
 
 
 def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = None, measure: bool = True,
@@ -38,8 +56,10 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     config = folder.config()
     if not folder.file(ARCH).exists():
         raise HwnasError(f"{folder.path}: no {ARCH}; the search has not finished (resume it with --resume)")
+    arch = Arch.load(folder.file(ARCH))  # first: a broken arch.json is one line naming it
+    if measure:
+        _check_table(config)
     saved = json.loads(folder.file(ARCH).read_text())
-    arch = Arch.load(folder.file(ARCH))
     data = config.data
     splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
     if arch.num_classes != splits["train"].num_classes:
@@ -71,7 +91,8 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     }
     if measure:
         try:
-            report["measured_ms"] = measure_latency_ms(arch, model, config.device, config.devices_file)
+            timing = measure_trained(arch, config, space_name(saved))
+            report.update(measured_ms=timing["median_ms"], measured_ci_upper_ms=timing["ci_upper_ms"])
         except HwnasError as error:  # the runtime or the device is not reachable from here: say so, keep results
             report["measure_error"] = str(error)
     folder.write_json(TRAIN_REPORT, report)

@@ -25,9 +25,11 @@ import torch
 
 from hwnas.config import SearchConfig, load_config, save_config
 from hwnas.errors import HwnasError
+from hwnas.files import atomic_writer, write_atomically
 
 CONFIG, HISTORY, CHECKPOINT, ARCH, SUMMARY = "config.yaml", "history.csv", "supernet.pt", "arch.json", "search.json"
 TRAINED, TRAIN_REPORT = "trained.pt", "train.json"
+CHECKPOINT_KEYS = ("epoch", "supernet", "strategy", "optimizer", "rng")
 
 
 class RunDir:
@@ -72,13 +74,17 @@ class RunDir:
         path = self.file(HISTORY)
         new = not path.exists() or path.stat().st_size == 0
         columns = list(row) if new else next(csv.reader(io.StringIO(path.read_text())))
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _cell(row.get(k, "")) for k in columns})
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with path.open("a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow({k: _cell(row.get(k, "")) for k in columns})
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            raise HwnasError(f"{path}: cannot append epoch {row.get('epoch')} ({error.strerror or error}); the "
+                             f"checkpoint {CHECKPOINT} holds it: free the space and resume with --resume") from None
 
     def write_history(self, rows: list[Mapping[str, Any]]) -> None:
         """Replace history.csv by `rows` (a resumed run restores the rows its checkpoint holds)."""
@@ -91,33 +97,39 @@ class RunDir:
     # -- checkpoint ---------------------------------------------------------------------------------------
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:
         """Write supernet.pt atomically (temporary file, fsync, rename)."""
-        target = self.file(CHECKPOINT)
-        temporary = target.with_suffix(".pt.tmp")
-        with temporary.open("wb") as handle:
+        with atomic_writer(self.file(CHECKPOINT)) as handle:
             torch.save(dict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
 
     def load_checkpoint(self) -> dict[str, Any]:
+        """supernet.pt read as data only (`weights_only`: tensors and plain values), so a crafted file runs no code."""
         if not self.has_checkpoint:
             raise HwnasError(f"{self.path}: nothing to resume (no {CHECKPOINT}); run without --resume")
         try:
-            return torch.load(self.file(CHECKPOINT), map_location="cpu", weights_only=False)
-        except (RuntimeError, EOFError, OSError) as error:
-            raise HwnasError(f"{self.file(CHECKPOINT)}: cannot read the checkpoint ({error})") from None
+            state = torch.load(self.file(CHECKPOINT), map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable or hostile file is one user-facing line
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise HwnasError(f"{self.file(CHECKPOINT)}: cannot read the checkpoint as hwnas data ({reason[:160]}); "
+                             "start the search again without --resume") from None
+        missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+        if missing:
+            raise HwnasError(f"{self.file(CHECKPOINT)}: not a hwnas search checkpoint (missing {', '.join(missing)})")
+        return state
 
     # -- results ------------------------------------------------------------------------------------------
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
-        temporary = self.file(name + ".tmp")
-        temporary.write_text(json.dumps(dict(data), indent=2, default=str) + "\n")
-        os.replace(temporary, self.file(name))
+        write_atomically(self.file(name), json.dumps(dict(data), indent=2, default=str) + "\n")
 
     def read_json(self, name: str) -> dict[str, Any]:
         path = self.file(name)
         if not path.exists():
             raise HwnasError(f"{path}: missing; has the search in {self.path} finished?")
-        return json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise HwnasError(f"{path}: not a JSON file written by hwnas ({error})") from None
+        if not isinstance(data, dict):
+            raise HwnasError(f"{path}: expected a JSON object, found a {type(data).__name__}")
+        return data
 
 
 def _cell(value: Any) -> Any:

@@ -4,6 +4,7 @@ supernet with the strategy, checkpoint every epoch, derive an architecture withi
 from __future__ import annotations
 
 import random
+import shlex
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,16 +13,17 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from hwnas.config import SearchConfig, to_dict
-from hwnas.errors import HwnasError
+from hwnas.config import SearchConfig, check_search_config, override, to_dict
+from hwnas.errors import ConfigError, HwnasError
 from hwnas.ops import zero_init_residual_branches
 from hwnas.run import ARCH, SUMMARY, RunDir
-from hwnas.strategies.base import Derivation, SearchProblem, make_strategy
+from hwnas.strategies.base import Derivation, SearchProblem, check_strategy, make_strategy
 from hwnas.train import (
     EpochRecord,
     Ranks,
     SearchLoop,
     broadcast_state,
+    check_arch_identical,
     init_ranks,
     make_weight_optimizer,
     resolve_device,
@@ -59,17 +61,20 @@ class SearchResult:
 
 
 def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter: Reporter):
-    """The device's LUT for `space`, measuring the blocks it lacks first (local devices, when allowed)."""
+    """The device's latency model for `space`: its table (refused when it serves another device), the blocks it lacks
+    measured first, and the calibration of this space and resolution fitted first when there is none (local
+    devices, when allowed)."""
     from hwnas.device import get_device
     from hwnas.lut.build import build_lut
-    from hwnas.lut.model import LatencyModel
-    from hwnas.lut.table import LatencyTable, default_lut_path
+    from hwnas.lut.calibrate import calibrate_device
+    from hwnas.lut.device_table import device_lut_path, open_device_model
 
     device = get_device(config.device, config.devices_file)
-    path = Path(config.lut) if config.lut else default_lut_path(device.name)
+    path = device_lut_path(device, config.lut)
     specs = space.specs()
-    table = LatencyTable.load(path) if path.exists() else None
-    missing = len(table.missing(s.key for s in specs)) if table is not None else len(specs)
+    missing = len(specs)
+    if path.exists():
+        missing = len(open_device_model(device, path, force=config.force).table.missing(s.key for s in specs))
     lut_args = (f"--device {device.name} --space {config.space} --resolution {space.resolution} --classes "
                 f"{space.num_classes}" + (f" --lut {path}" if config.lut else ""))  # what a fix command is run on
     if missing:
@@ -84,14 +89,22 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
         if ranks.is_main:
             reporter.note(f"{path}: measuring {missing} missing block(s) on '{device.name}' first")
             reporter.profiling(len(specs))
-            build_lut(device, specs, path, on_block=lambda spec, measured: reporter.profiled(spec.key, measured))
+            build_lut(device, specs, path, force=config.force,
+                      on_block=lambda spec, measured: reporter.profiled(spec.key, measured))
         ranks.barrier()
-        table = LatencyTable.load(path)
-    model = LatencyModel(table)
-    if ranks.is_main and space.resolution not in model.calibrations:
-        reporter.note(f"{path}: not calibrated at {space.resolution}px, so latencies are plain sums of blocks timed "
-                      f"alone (often tens of percent off a whole network); `hwnas lut calibrate {lut_args}` fits the "
-                      "correction")
+    model = open_device_model(device, path, space=space.name, force=config.force)
+    if space.resolution not in model.calibrations:
+        if device.is_local and config.calibrate_networks and config.profile_missing:
+            if ranks.is_main:
+                reporter.note(f"{path}: fitting the calibration of space {space.name} at {space.resolution}px on "
+                              f"{config.calibrate_networks} networks measured on '{device.name}' first")
+                calibrate_device(device, space, path, networks=config.calibrate_networks, force=config.force)
+            ranks.barrier()
+            model = open_device_model(device, path, space=space.name, force=config.force)
+        elif ranks.is_main:
+            reporter.note(f"{path}: no calibration of space {space.name} at {space.resolution}px, so latencies are "
+                          "plain sums of blocks timed alone (often tens of percent off a whole network); "
+                          f"`hwnas lut calibrate {lut_args}` fits the correction")
     return model, path
 
 
@@ -102,13 +115,32 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain values, so a checkpoint loads with `weights_only=True`."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     random.setstate(state["python"])
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search; its message says which epoch the checkpoint holds and how to resume."""
+
+    def __init__(self, run_dir: Path, epoch: int | None, epochs: int):
+        super().__init__()
+        self.run_dir, self.epoch, self.epochs = run_dir, epoch, epochs  # epoch: the last one saved (None: none yet)
+
+    def __str__(self) -> str:
+        if self.epoch is None:
+            return (f"search interrupted before its first epoch was saved: nothing to resume in {self.run_dir}; run "
+                    "the same command again to start over")
+        return (f"search interrupted: {self.run_dir}/supernet.pt holds it after epoch {self.epoch + 1} of "
+                f"{self.epochs}; resume with `hwnas search --out {shlex.quote(str(self.run_dir))} --resume`")
 
 
 def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = False, epochs: int | None = None,
@@ -117,32 +149,44 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     """Search per `config` into run directory `out`; with `resume`, continue the run saved there (`epochs` may
     extend it, and `select_candidates` re-derives a finished one with a supernet selection of that size).
 
+    The configuration (counts, budget, strategy, its parameters, the space kind) is checked before any data is
+    loaded, any block measured or the run folder written. Ctrl-C raises `SearchInterrupted`.
     `space` (library use) searches that space object instead of resolving `config.space` by name; pass the same
     object again to resume."""
-    from hwnas.data import load_splits
-    from hwnas.latency import space_range_ms
     from hwnas.space_files import resolve_space
-    from hwnas.units import resolve_budget_ms
 
-    reporter = reporter or SilentReporter()
-    ranks = init_ranks()
     run = RunDir(out)
+    state = None
     if resume:
         config = run.config()
-        if not run.has_checkpoint:
-            raise HwnasError(f"{run.path}: nothing to resume (no supernet.pt); run without --resume")
+        state = run.load_checkpoint()
+        done = int(state["epoch"]) + 1
+        if epochs is not None and epochs < done:
+            raise ConfigError(f"{run.path} already ran {done} epochs; --epochs {epochs} cannot shorten it")
     elif config is None:
         raise HwnasError("run_search needs a config unless resuming")
-    if epochs is not None:
-        config = replace(config, epochs=epochs)
-    if select_candidates is not None:
-        config = replace(config, select_candidates=select_candidates)
-    if config.epochs < 1 or not 0 <= config.warmup_epochs < config.epochs + 1:
-        raise HwnasError(f"epochs {config.epochs} and warmup_epochs {config.warmup_epochs}: need epochs >= 1 and "
-                         "0 <= warmup_epochs <= epochs")
-    if config.select_candidates < 0:
-        raise HwnasError(f"select_candidates {config.select_candidates}: expected 0 (keep the derived network) or "
-                         "more draws to score in the supernet")
+    config = override(config, epochs=epochs, select_candidates=select_candidates)
+    check_search_config(config)
+    resolution = config.data.resolution
+    space = resolve_space(config.space, resolution) if space is None else space.with_resolution(resolution)
+    check_strategy(config.strategy, config.strategy_params, space)
+    interrupted = SearchInterrupted(run.path, None if state is None else int(state["epoch"]), config.epochs)
+    try:
+        return _search(config, run, state, space, reporter or SilentReporter(), interrupted)
+    except KeyboardInterrupt:
+        raise interrupted from None
+
+
+def _search(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, space: Any, reporter: Reporter,
+            interrupted: SearchInterrupted) -> SearchResult:
+    """The checked search: data, LUT, budget, run folder, training with a checkpoint per epoch, derivation, plots.
+    `state` is the checkpoint to resume from; `interrupted.epoch` follows the last epoch saved."""
+    from hwnas.data import load_splits
+    from hwnas.latency import space_range_ms
+    from hwnas.units import resolve_budget_ms
+
+    resume = state is not None
+    ranks = init_ranks()
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -150,23 +194,18 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     splits = load_splits(data.source, data.resolution, ("train_weights", "train_arch", "val"),
                          **data.split_options())
     num_classes = splits["train_weights"].num_classes
-    if space is None:
-        space = resolve_space(config.space, data.resolution, num_classes)
-    else:
-        space = space.with_resolution(data.resolution).with_classes(num_classes)
+    space = space.with_classes(num_classes)
     model, lut_path = open_latency_model(config, space, ranks, reporter)
     range_ms = space_range_ms(space, model)
     budget_ms = config.budget_ms if (resume and config.budget_ms) else resolve_budget_ms(config.budget, range_ms)
     config = replace(config, budget_ms=budget_ms, lut=str(lut_path))
-    if ranks.is_main:
-        run.create(config, resume)
-    ranks.barrier()
 
     _seed_everything(config.seed)
-    if not 0 <= config.budget_floor < 1:
-        raise HwnasError(f"budget_floor {config.budget_floor}: expected a share in [0, 1)")
     problem = SearchProblem(space, model, budget_ms, config.seed, config.budget_floor)
     strategy = make_strategy(config.strategy, problem, config.strategy_params)
+    if ranks.is_main:  # after the strategy accepted the space: a refusal leaves no run folder behind
+        run.create(config, resume)
+    ranks.barrier()
     if config.zero_init_residual:
         zero_init_residual_branches(strategy.supernet)
     device = resolve_device(config.torch_device, ranks)
@@ -174,8 +213,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     optimizer = make_weight_optimizer(strategy.weight_parameters(), config.weight_lr, config.weight_momentum,
                                       config.weight_decay)
     start_epoch, rows = 0, []
-    if resume:
-        state = run.load_checkpoint()
+    if state is not None:
         strategy.supernet.load_state_dict(state["supernet"])
         strategy.load_state_dict(state["strategy"])
         optimizer.load_state_dict(state["optimizer"])
@@ -184,7 +222,7 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         rows = list(state.get("history", []))
         if ranks.is_main:
             run.write_history(rows)
-            reporter.note(f"resuming {run.path} after epoch {start_epoch - 1}")
+            reporter.note(f"resuming {run.path} after epoch {start_epoch} of {config.epochs}")
     broadcast_state(strategy.supernet, ranks)
 
     loop = SearchLoop(strategy, splits["train_weights"], splits["train_arch"], splits["val"], optimizer,
@@ -198,13 +236,15 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
             run.save_checkpoint({"epoch": record.epoch, "supernet": strategy.supernet.state_dict(),
                                  "strategy": strategy.state_dict(), "optimizer": optimizer.state_dict(),
                                  "rng": _rng_state(), "config": to_dict(config), "history": rows})
+            interrupted.epoch = record.epoch  # what a Ctrl-C from now on reports
             run.append_history(record.row())
         ranks.barrier()
         reporter.epoch_finished(record)
         if record.epoch + 1 < config.epochs:
             reporter.epoch_started(record.epoch + 1, config.epochs, loop.steps_per_epoch())
 
-    reporter.epoch_started(start_epoch, config.epochs, loop.steps_per_epoch())
+    if start_epoch < config.epochs:  # a finished run resumed to re-derive trains no further epoch
+        reporter.epoch_started(start_epoch, config.epochs, loop.steps_per_epoch())
     loop.run(start_epoch, finish_epoch)
 
     derivation = strategy.derive()
@@ -213,28 +253,71 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     if derivation.predicted_ms > budget_ms * (1 + 1e-9):
         raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
                          f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
+    confirmation = None
+    if config.confirm and ranks.is_main:
+        confirmed, confirmation = _confirm(strategy, derivation, budget_ms, range_ms, config, space, lut_path,
+                                           reporter)
+        derivation = confirmed or derivation  # none within the budget: the files record the predicted one
     history = rows
     weights = strategy.arch_weights()
+    measured = confirmation.to_dict() if confirmation else None
     summary = {"run": str(run.path), "device": config.device, "space": config.space, "strategy": config.strategy,
                "budget": config.budget, "budget_ms": budget_ms, "range_ms": list(range_ms),
                "predicted_ms": derivation.predicted_ms, "argmax_ms": derivation.argmax_ms,
                "repaired": derivation.repaired, "repair_method": derivation.method,
+               "measured_ms": measured and measured["measured_ms"],
+               "measured_ci_upper_ms": measured and measured["measured_ci_upper_ms"], "confirmation": measured,
                "arch": derivation.arch.to_string(), "epochs": config.epochs, "world_size": ranks.world,
-               "arch_params_identical_across_ranks": True, "lut": str(lut_path),
+               "arch_params_identical_across_ranks": check_arch_identical(strategy, ranks), "lut": str(lut_path),
                "val_acc": history[-1]["val_acc"] if history else None,
                "arch_confidence": arch_confidence(weights),
                "selection": derivation.detail.get("selection"),
                "seconds": time.perf_counter() - started}
     if ranks.is_main:
-        derivation.arch.save(run.file(ARCH), device=config.device, space=config.space, strategy=config.strategy,
+        derivation.arch.save(run.file(ARCH), device=config.device, space=config.space, space_name=space.name,
+                             strategy=config.strategy,
                              budget_ms=budget_ms, predicted_ms=derivation.predicted_ms,
                              argmax_ms=derivation.argmax_ms, repaired=derivation.repaired,
                              repair_method=derivation.method, dataset=data.source, num_classes=num_classes,
-                             lut=str(lut_path), seed=config.seed)
+                             lut=str(lut_path), seed=config.seed, measured_ms=summary["measured_ms"],
+                             measured_ci_upper_ms=summary["measured_ci_upper_ms"], confirmation=measured)
         run.write_json(SUMMARY, summary)
         _plots(run, strategy, weights, history, budget_ms, derivation, config)
     ranks.barrier()
+    if confirmation is not None and confirmation.kept is None:
+        from hwnas.confirm import not_met_message
+
+        raise HwnasError(not_met_message(confirmation, config.device))
     return SearchResult(run.path, config, derivation, range_ms, history, summary)
+
+
+def _confirm(strategy: Any, derivation: Derivation, budget_ms: float, range_ms: tuple[float, float],
+             config: SearchConfig, space: Any, lut_path: Path, reporter: Reporter):
+    """Time the derived network on the device (the LUT's steady method) and repair the budget from measurements;
+    (None, None) with a note where the device cannot be reached."""
+    from hwnas.confirm import confirm_on_device
+    from hwnas.device import get_device
+    from hwnas.errors import RuntimeUnavailable
+    from hwnas.lut.network_timing import measure_on_device
+    from hwnas.lut.steady import reference_spec
+
+    device = get_device(config.device, config.devices_file)
+    reference = reference_spec(space.specs())
+
+    def measure(arch):
+        return measure_on_device(device, lut_path, [("derived", arch)], reference=reference, force=config.force)[0]
+
+    def report(done) -> None:
+        reporter.note(f"measured {done.measured.median_ms:.4g} ms (CI upper {done.measured.upper_ms:.4g}) on "
+                      f"'{device.name}' for the network predicted {done.predicted_ms:.4g} ms (derived under "
+                      f"{done.derived_under_ms:.4g} ms)")
+
+    try:
+        return confirm_on_device(strategy, derivation, budget_ms, measure, range_ms, config.confirm_rounds,
+                                 on_round=report)
+    except RuntimeUnavailable as error:
+        reporter.note(f"not confirmed on the device ({error}); the budget holds for the prediction only")
+        return None, None
 
 
 def _select(strategy: Any, derivation: Derivation, config: SearchConfig, splits: dict[str, Any],

@@ -1,11 +1,30 @@
-"""Durations as users write them (`20ms`, `0.02s`, `20000us`) and latency budgets (a duration or `50%` of a range)."""
+"""Values as users write them: durations (`20ms`, `0.02s`, `20000us`), latency budgets (a duration or `50%` of a
+range), and the bounds every size must respect where it enters (architecture strings, arch.json, flags, devices.yaml).
+
+This module imports no torch, so the CLI checks its flags with it without slowing `hwnas --help`.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+import reprlib
+from numbers import Integral
 
 from hwnas.errors import ConfigError
+
+# Bounds of the sizes users write, generous for real vision models; beyond them a value is a typo or a mistake
+# that would ask torch for terabytes or build millions of blocks.
+MAX_RESOLUTION = 4096  # input side in pixels
+MAX_CHANNELS = 32768  # channels of any block, classifier outputs included (ImageNet-21k has 21,843 classes)
+MAX_REPEATS = 64  # repeats of one architecture-string row
+MAX_CELLS = 100  # cells of a cell network (DARTS evaluates 20)
+MAX_KERNEL = 31  # kernel side (odd: same padding); RepLKNet's largest
+MAX_STRIDE = 32  # stride of one block (ViT-style patch stems use 16 or 32)
+MAX_DILATION = 32  # dilation of one block (DeepLab's atrous rates reach 24)
+MIN_EXPANSION, MAX_EXPANSION = 0.125, 16.0  # inverted-residual expansion ratio
+MAX_THREADS = 1024  # runtime threads of a device
+MAX_BATCH = 4096  # images per inference of a device
 
 _MS_PER_UNIT = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 _DURATION_RE = re.compile(r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|s|us|µs)\s*$")
@@ -53,3 +72,47 @@ def resolve_budget_ms(text: str, range_ms: tuple[float, float], what: str = "--l
                           f"{format_ms(low)}..{format_ms(high)} (fastest..slowest architecture; or give a share "
                           "of the range, e.g. 50%)")
     return budget
+
+
+def check_range(value: object, what: str, low: float, high: float | None = None, kind: type = Integral) -> float:
+    """`value` when it is a `kind` of number (Integral or Real; a bool is none) in low..high (no upper bound when
+    `high` is None), else a ConfigError naming `what`, the value and the bounds."""
+    if (isinstance(value, bool) or not isinstance(value, kind) or not low <= value
+            or (high is not None and not value <= high)):
+        bounds = f">= {_format_bound(low)}" if high is None else f"in {_format_bound(low)}..{_format_bound(high)}"
+        number = "a whole number" if kind is Integral else "a number"
+        raise ConfigError(f"{what} is {shown(value)}, expected {number} {bounds}")
+    return value
+
+
+def check_resolution(value: int | None, what: str = "resolution") -> int | None:
+    """An input resolution in 1..MAX_RESOLUTION pixels, for flags and config files that set one (None: not set)."""
+    return None if value is None else int(check_range(value, what, 1, MAX_RESOLUTION))
+
+
+def check_classes(value: int | None, what: str = "classes") -> int | None:
+    """A classifier width in 1..MAX_CHANNELS, for flags and config files that set one (None: not set)."""
+    return None if value is None else int(check_range(value, what, 1, MAX_CHANNELS))
+
+
+def parse_int(text: str, what: str, low: int, high: int) -> int:
+    """A decimal integer in low..high from user text (ASCII digits only), else a ConfigError naming it."""
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"{what} is {shown(text)}, expected a whole number in {low}..{high}")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(high)):  # too large, and maybe past what int() reads
+        raise ConfigError(f"{what} is {digits[:20]}{'...' if len(digits) > 20 else ''}, expected a whole number "
+                          f"in {low}..{high}")
+    return int(check_range(int(digits), what, low, high))
+
+
+def shown(value: object) -> str:
+    """A value for a one-line message: a short repr (reprlib), or the size of a number too long to print."""
+    try:
+        return reprlib.repr(value)
+    except ValueError:  # an int past Python's 4300-digit limit for str()
+        return f"a {value.bit_length()}-bit number" if isinstance(value, int) else f"a {type(value).__name__}"
+
+
+def _format_bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -23,7 +23,7 @@ from hwnas.lut.steady import (
     remember_reference,
     stored_baseline,
 )
-from hwnas.lut.table import LatencyTable
+from hwnas.lut.table import LatencyTable, table_lock
 from hwnas.profilers import get_profiler
 from hwnas.profilers.base import MeasureSettings, Profiler, fingerprint_id
 
@@ -142,10 +142,11 @@ def _note(meta: dict) -> str:
 @contextmanager
 def measuring(device: Device, lut_path: Path, settings: MeasureSettings = MeasureSettings(), force: bool = False,
               must_exist: bool = False) -> Iterator[tuple[Profiler, LatencyTable]]:
-    """A profiler for `device` and its table opened for appending (fingerprints checked)."""
+    """A profiler for `device` and its table opened for appending (fingerprints checked), the table's lock held
+    throughout: a second command writing the same table refuses at once instead of measuring it twice."""
     if must_exist:
         LatencyTable.load(lut_path)  # one-line error when the table was never built
-    with get_profiler(device) as profiler:
+    with table_lock(lut_path), get_profiler(device) as profiler:
         yield profiler, LatencyTable.open(lut_path, table_meta(profiler, settings), force=force)
 
 

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from hwnas.lut.build import measuring
-from hwnas.lut.model import Calibration, LatencyModel
+from hwnas.lut.model import Calibration, LatencyModel, calibration_key
+from hwnas.lut.network_timing import STEADY_WAIT_S, measure_networks
 from hwnas.lut.steady import reference_spec
 from hwnas.lut.table import LatencyTable
-from hwnas.lut.validate import STEADY_WAIT_S, measure_networks, sample_archs
+from hwnas.lut.validate import sample_archs
 
 OFFSET_SPAN = 2.0  # fit a per-call offset only when the networks' block sums span at least this factor
 
@@ -31,21 +32,21 @@ def fit_calibration(block_sums: Sequence[float], measured: Sequence[float], arch
                        fit_mape_pct=float(100 * np.abs(fitted / times - 1).mean()))
 
 
-def store_calibration(table: LatencyTable, resolution: int, calibration: Calibration) -> None:
-    """Save the fit in the table's meta.json, keyed by input resolution."""
-    table.meta["calibration"] = {**(table.meta.get("calibration") or {}), str(resolution): calibration.to_dict()}
-    table.save_meta()
+def store_calibration(table: LatencyTable, space: str, resolution: int, calibration: Calibration) -> None:
+    """Save the fit in the table's meta.json, keyed by the space and resolution of the networks it was made on."""
+    table.update_meta(lambda meta: meta.update(
+        calibration={**(meta.get("calibration") or {}), calibration_key(space, resolution): calibration.to_dict()}))
 
 
-def calibrate_from_timings(table: LatencyTable, archs, measured_ms: Sequence[float],
+def calibrate_from_timings(table: LatencyTable, space: str, archs, measured_ms: Sequence[float],
                            force: bool = False) -> Calibration:
-    """Fit on networks already measured (all at one resolution) and store the result with the table."""
+    """Fit on networks of `space` already measured (all at one resolution) and store the result with the table."""
     model = LatencyModel(table, force=force, calibrated=False)
     resolutions = {arch.resolution for arch in archs}
     if len(resolutions) != 1:
         raise ValueError(f"calibration networks must share one resolution, got {sorted(resolutions)}")
     calibration = fit_calibration([model.block_sum(a) for a in archs], measured_ms, [a.to_string() for a in archs])
-    store_calibration(table, resolutions.pop(), calibration)
+    store_calibration(table, space, resolutions.pop(), calibration)
     return calibration
 
 
@@ -58,4 +59,5 @@ def calibrate_device(device, space, lut_path, networks: int = 10, seed: int = 10
         timings = measure_networks(chosen, profiler, table, on_network=on_network, on_block=on_block,
                                    steady_wait_s=steady_wait_s, on_unsteady=on_unsteady,
                                    reference=reference_spec(space.specs()))
-        return calibrate_from_timings(table, [arch for _, arch in chosen], [t.timing.median for t in timings], force)
+        return calibrate_from_timings(table, space.name, [arch for _, arch in chosen],
+                                      [t.timing.median for t in timings], force)

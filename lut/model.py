@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from hwnas.arch import Arch
-from hwnas.errors import MissingLatencyError
+from hwnas.errors import HwnasError, MissingLatencyError
 from hwnas.lut.table import LatencyTable
 from hwnas.spaces import Space
 
@@ -33,7 +34,9 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        return cls(**{**data, "archs": tuple(data.get("archs", ()))})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known and k != "archs"},
+                   archs=tuple(data.get("archs") or ()))
 
 
 @dataclass(frozen=True)
@@ -56,17 +59,32 @@ class SpaceLatency:
         return self.calibration.apply(low), self.calibration.apply(high)
 
 
-class LatencyModel:
-    """Predicts latency (ms per image) on one device from its LUT and the calibration fitted at each resolution."""
+def calibration_key(space: str, resolution: int) -> str:
+    """Where meta.json keeps the fit made on networks of `space` at `resolution` (e.g. 'fbnet@224')."""
+    return f"{space}@{int(resolution)}"
 
-    def __init__(self, table: LatencyTable, force: bool = False, calibrated: bool = True):
+
+def parse_calibration_key(key: str) -> tuple[str, int] | None:
+    """(space, resolution) of a key, or None for a key of the old per-resolution form ('224'): such a fit does not
+    say which networks it was made on, so it is never applied."""
+    space, _, resolution = key.rpartition("@")
+    return (space, int(resolution)) if space and resolution.isdigit() else None
+
+
+class LatencyModel:
+    """Predicts latency (ms per image) on one device from its LUT, corrected by the calibration fitted on networks
+    of `space` (a calibration of one space is never applied to another: their block mixes differ)."""
+
+    def __init__(self, table: LatencyTable, force: bool = False, calibrated: bool = True, space: str | None = None):
         self.table = table
         self.force = force
-        stored = (table.meta.get("calibration") or {}) if calibrated else {}
-        self.calibrations = {int(resolution): Calibration.from_dict(data) for resolution, data in stored.items()}
+        self.space = space
+        stored = (table.meta.get("calibration") or {}) if calibrated and space else {}
+        self.calibrations = {parsed[1]: Calibration.from_dict(data) for key, data in stored.items()
+                             if (parsed := parse_calibration_key(key)) and parsed[0] == space}
 
     def calibration_for(self, resolution: int) -> Calibration:
-        """The fit for this input resolution; identity (plain sum) when none was fitted."""
+        """The fit of this model's space at this input resolution; identity (plain sum) when none was fitted."""
         return self.calibrations.get(resolution, Calibration())
 
     def block_sum(self, arch: Arch) -> float:
@@ -74,7 +92,11 @@ class LatencyModel:
         return float(self.table.latencies([spec.key for spec in arch.specs()], self.force).sum())
 
     def predict(self, arch: Arch) -> float:
-        return self.calibration_for(arch.resolution).apply(self.block_sum(arch))
+        predicted = self.calibration_for(arch.resolution).apply(self.block_sum(arch))
+        if not 0 < predicted < math.inf:
+            raise HwnasError(f"{self.table.path}: the calibration at {arch.resolution} px predicts {predicted:.4g} ms "
+                             "for this network; refit it with `hwnas lut calibrate`")
+        return predicted
 
     def space_latency(self, space: Space) -> SpaceLatency:
         """Arrays for the differentiable latency terms of a search over `space`."""

@@ -22,3 +22,14 @@ REQUIRED = ["key", "p50_ms", "fingerprint"]
 
 # A block is timed alone ('isolated') or inside its neighbours minus the neighbours ('in_context').
 METHODS = ("isolated", "in_context")
+
+# What each column may hold; the table reader refuses anything else with the file, line and column.
+POSITIVE_INTEGERS = ("dilation", "groups", "cin", "cout", "h", "w", "stride", "batch")
+COUNTS = ("kernel", "hidden")  # integers >= 0 (0: the block has none)
+SHARES = ("expansion", "se")  # finite numbers >= 0
+TIMES = ("p10_ms", "p90_ms", "mean_ms")  # finite > 0 ms, or empty / nan where the runtime does not report them
+SPREADS = ("std_ms", "rel_ci")  # finite >= 0, or empty / nan
+OPTIONAL_COUNTS = ("n", "threads")  # integers, or empty
+MAX_MS = 1e6  # no block takes 1000 s per image: a larger figure is a damaged row, and sums of it overflow
+MAX_SCALE = 100.0  # a calibration multiplies block sums by at most this much
+META_REQUIRED = {"schema_version": int, "unit": str, "device": str, "fingerprint": dict, "fingerprint_id": str}

@@ -12,6 +12,7 @@ machine, not the LUT.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,8 +66,10 @@ def stored_baseline(table: LatencyTable, key: str) -> float | None:
 
 def remember_reference(table: LatencyTable, reference: ReferenceBlock) -> None:
     """Store the reference's baseline with the table, so later timings beside it use the units of its rows."""
-    table.meta["references"] = {**(table.meta.get("references") or {}), reference.key: reference.baseline}
-    table.save_meta()
+    if not math.isfinite(reference.baseline) or reference.baseline <= 0:
+        return  # a runtime that reports no usable low percentile leaves no baseline to compare against
+    table.update_meta(lambda meta: meta.update(
+        references={**(meta.get("references") or {}), reference.key: reference.baseline}))
 
 
 def _cost(spec: BlockSpec) -> int:

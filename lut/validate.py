@@ -17,16 +17,11 @@ import numpy as np
 from scipy import stats
 
 from hwnas.arch import Arch
-from hwnas.blocks import BlockSpec
-from hwnas.lut.build import measuring, profile_specs
+from hwnas.lut.build import measuring
 from hwnas.lut.model import LatencyModel
-from hwnas.lut.steady import ReferenceBlock, Steadiness, reference_spec, stored_baseline
-from hwnas.lut.table import LatencyTable
-from hwnas.profilers.base import MeasureSettings, Profiler, Timing
-
-NETWORK_SETTINGS = MeasureSettings(warmup=5, min_repeats=15, max_repeats=300, target_ci=0.01, budget_s=4.0)
-STEADY_TOLERANCE = Steadiness().tolerance  # how far the reference may run from its LUT row while a network is timed
-STEADY_WAIT_S = Steadiness().wait_s  # how long to wait for it to come back
+from hwnas.lut.network_timing import STEADY_WAIT_S, NetworkTiming, measure_networks
+from hwnas.lut.steady import reference_spec
+from hwnas.profilers.base import Timing
 
 
 @dataclass(frozen=True)
@@ -72,53 +67,6 @@ def sample_archs(space, count: int, seed: int, exclude: set[str] = frozenset()) 
         if text not in exclude and text not in found:
             found[text] = arch
     return [(f"{space.name}-{seed}-{i}", arch) for i, arch in enumerate(found.values())]
-
-
-@dataclass(frozen=True)
-class NetworkTiming:
-    """A whole network's timing and how fast the machine was just before it, relative to the LUT (1.0 = as fast as
-    when the table was measured; 1.4 = a reference block took 40% longer)."""
-
-    timing: Timing
-    reference_ratio: float
-
-
-def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, table: LatencyTable,
-                     settings: MeasureSettings = NETWORK_SETTINGS,
-                     on_network: Callable[[str], None] | None = None,
-                     on_block: Callable[..., None] | None = None,
-                     steady_tolerance: float = STEADY_TOLERANCE, steady_wait_s: float = STEADY_WAIT_S,
-                     on_unsteady: Callable[[str, float], None] | None = None,
-                     reference: BlockSpec | None = None) -> list[NetworkTiming]:
-    """Profile any blocks the table lacks, then time each whole network on the profiler's device.
-
-    `reference` (default: the rule's pick among the networks' blocks; pass the space's, the block its table was
-    built beside) is the reference block (lut/steady.py): a network's calls count while it runs within
-    `steady_tolerance` of the baseline the table stored for it (else its row's p10), each scaled to that speed;
-    measuring waits up to `steady_wait_s` for enough such calls, and `on_unsteady(name, ratio)` hears of networks
-    timed anyway. Comparing a LUT with networks timed on a slower machine measures the machine, not the LUT."""
-    specs = [spec for _, arch in networks for spec in arch.specs()]
-    profile_specs(specs, profiler, table, on_block=on_block)
-    if not networks:
-        return []
-    spec = reference or reference_spec(list(dict.fromkeys(specs)))
-    baseline = stored_baseline(table, spec.key)
-    reference = ReferenceBlock(profiler, spec, MeasureSettings(), profiler.device.batch,
-                               baseline if baseline is not None else table.p10(spec.key))
-    steadiness = Steadiness(steady_tolerance, steady_wait_s)
-    measured = []
-    try:
-        for name, arch in networks:
-            artifact = profiler.compile(arch.build(), (profiler.device.batch, *arch.input_shape[1:]))
-            timing, ratio = reference.time(artifact, settings, steadiness)
-            if not steadiness.steady(ratio) and on_unsteady:
-                on_unsteady(name, ratio)
-            measured.append(NetworkTiming(timing.per_image(profiler.device.batch), ratio))
-            if on_network:
-                on_network(name)
-    finally:
-        reference.close()
-    return measured
 
 
 @dataclass(frozen=True)
@@ -194,7 +142,7 @@ def validate_device(device, space, lut_path: Path, samples: int, seed: int = 0, 
                     on_unsteady: Callable[[str, float], None] | None = None) -> ValidationReport:
     """Measure `samples` random held-out networks of `space` (plus the published ones) and compare."""
     with measuring(device, lut_path, force=force, must_exist=True) as (profiler, table):
-        model = LatencyModel(table, force=force)
+        model = LatencyModel(table, force=force, space=space.name)
         calibrated_on = set(model.calibration_for(space.resolution).archs)
         networks = sample_archs(space, samples, seed, exclude=calibrated_on)
         kinds = ["random"] * len(networks)
@@ -204,7 +152,7 @@ def validate_device(device, space, lut_path: Path, samples: int, seed: int = 0, 
         timings = measure_networks(networks, profiler, table, on_network=on_network, on_block=on_block,
                                    steady_wait_s=steady_wait_s, on_unsteady=on_unsteady,
                                    reference=reference_spec(space.specs()))
-        return compare(networks, kinds, timings, LatencyModel(table, force=force))
+        return compare(networks, kinds, timings, LatencyModel(table, force=force, space=space.name))
 
 
 def published_networks(space) -> list[tuple[str, Arch]]:

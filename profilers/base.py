@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -128,6 +133,56 @@ def fingerprint_id(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
 
 
+WORKDIR_PREFIX = "hwnas-"  # work folders are TMPDIR/hwnas-PID-XXXX: the owner's pid tells a stale one apart
+
+
+def make_workdir() -> Path:
+    """A fresh work folder named after this process, once stale folders of dead processes are removed and SIGTERM
+    is made to unwind (so the folder goes with the process)."""
+    remove_stale_workdirs()
+    exit_on_sigterm()
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+
+
+def remove_workdir(path: Path, owner: int) -> None:
+    """Remove a work folder in the process that made it (a forked child exiting leaves its parent's alone)."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_workdirs(folder: str | Path | None = None) -> list[Path]:
+    """Remove work folders whose process no longer runs (killed with SIGKILL, which no cleanup survives)."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        match = re.fullmatch(rf"{WORKDIR_PREFIX}(\d+)-\w+", path.name)
+        if match and path.is_dir() and not _running(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit (exit status 143) so `finally` blocks and exit handlers remove work folders;
+    only from the main thread and where SIGTERM still has its default action (an application's own handler stays)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_exit)
+
+
 class Profiler(ABC):
     """One runtime's measurement: `compile` a module to an artifact, `time` the artifact."""
 
@@ -136,9 +191,12 @@ class Profiler(ABC):
 
     def __init__(self, device: Device, workdir: str | Path | None = None):
         self.device = device
-        self._owns_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="hwnas-"))
+        self.workdir = make_workdir() if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # a folder of its own goes with close(), else when collected or at interpreter exit (after an exception,
+        # Ctrl-C or SIGTERM too); a SIGKILLed one is removed by the next process's make_workdir
+        self._remove_workdir = None if workdir is not None else \
+            weakref.finalize(self, remove_workdir, self.workdir, os.getpid())
 
     @classmethod
     def available(cls) -> bool:
@@ -173,8 +231,8 @@ class Profiler(ABC):
         return self.time(artifact, settings), artifact
 
     def close(self) -> None:
-        if self._owns_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._remove_workdir is not None:
+            self._remove_workdir()
 
     def __enter__(self) -> Profiler:
         return self

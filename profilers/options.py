@@ -7,6 +7,7 @@ from typing import Any
 
 from hwnas.device import Device
 from hwnas.errors import ConfigError
+from hwnas.units import shown
 
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 
@@ -47,4 +48,4 @@ def check_options(device: Device) -> None:
         kind, expected, check = allowed[key]
         wrong_type = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
         if wrong_type or (check is not None and not check(value)):
-            raise ConfigError(f"{where}: {device.runtime} option '{key}' is {value!r}, expected {expected}")
+            raise ConfigError(f"{where}: {device.runtime} option '{key}' is {shown(value)}, expected {expected}")

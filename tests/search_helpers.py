@@ -53,8 +53,10 @@ def measured_model(lut: Path, *spaces) -> LatencyModel:
 
 
 def tiny_search_config(folder: Path, strategy: str, budget: str = "30%", **changes) -> SearchConfig:
-    """A two-epoch search of the tiny chain space on 320 digits per split, with the LUT in `folder`."""
+    """A two-epoch search of the tiny chain space on 320 digits per split, with the LUT in `folder`; predictions
+    only (no calibration fitted first, no confirmation on the device: tests of those ask for them)."""
     values = dict(space=str(write_tiny_chain(folder)), strategy=strategy, budget=budget, epochs=2, warmup_epochs=1,
-                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION, limit=320))
+                  threads=1, lut=str(folder / "cpu.csv"), data=DataConfig(resolution=RESOLUTION, limit=320),
+                  calibrate_networks=0, confirm=False)
     values.update(changes)
     return SearchConfig(**values)

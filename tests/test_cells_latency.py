@@ -15,7 +15,8 @@ from hwnas.device import get_device
 from hwnas.latency import space_range_ms
 from hwnas.lut.build import build_lut
 from hwnas.lut.model import LatencyModel
-from hwnas.lut.validate import compare, measure_networks, sample_archs
+from hwnas.lut.network_timing import measure_networks
+from hwnas.lut.validate import compare, sample_archs
 from hwnas.profilers import get_profiler
 from hwnas.profilers.base import MeasureSettings
 from tests.conftest import QUICK

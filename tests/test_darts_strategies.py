@@ -45,7 +45,8 @@ def lut(tmp_path_factory):
 
 def config(lut_path, strategy: str, params: dict, budget: str = "60%", epochs: int = 2) -> SearchConfig:
     return SearchConfig(space="darts", strategy=strategy, budget=budget, lut=str(lut_path), epochs=epochs,
-                        warmup_epochs=1, threads=1, strategy_params={**PROXY, **params},
+                        warmup_epochs=1, threads=1, strategy_params={**PROXY, **params}, calibrate_networks=0,
+                        confirm=False,
                         data=DataConfig(resolution=RESOLUTION, batch_size=16, limit=64))
 
 
@@ -73,7 +74,8 @@ def test_cli_search_with_a_budget_in_ms_then_train_and_diff(lut, tmp_path):
     def args(budget_ms: float, out: str) -> list[str]:
         return ["search", "--space", "darts", "--strategy", "sp-darts", "--select", "ostr", "--device", "cpu",
                 "--latency-budget", f"{budget_ms:.4f}ms", "--lut", str(path), "--resolution", str(RESOLUTION),
-                "--limit", "64", "--batch-size", "16", "--epochs", "2", "--threads", "1", *proxy, "--out",
+                "--limit", "64", "--batch-size", "16", "--epochs", "2", "--threads", "1", *proxy,
+                "--calibrate-networks", "0", "--no-confirm", "--out",
                 str(tmp_path / out)]
 
     result = runner.invoke(app, [*args((low + high) / 2, "a"), "--json"])
@@ -184,7 +186,8 @@ def test_two_process_search_keeps_strengths_and_stops_together(lut, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(launcher),
                "search", "--space", "darts", "--strategy", "sp-darts", "--select", "ostr", "-p", "early_stop=1",
                *proxy, "--lut", str(path), "--out", str(out), "--resolution", str(RESOLUTION), "--limit", "64",
-               "--batch-size", "8", "--epochs", "3", "--threads", "1", "--latency-budget", "50%", "--json"]
+               "--batch-size", "8", "--epochs", "3", "--threads", "1", "--latency-budget", "50%", "--json",
+               "--calibrate-networks", "0", "--no-confirm"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "search.json").read_text())

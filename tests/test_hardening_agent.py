@@ -225,3 +225,14 @@ def test_adb_timing_has_finite_p10_and_p90(text, spread, p10_ms, p90_ms):
     assert all(math.isfinite(v) for v in (stats.median, stats.p10, stats.p90, stats.mean, stats.std))
     assert stats.p10 <= stats.median <= stats.p90
     json.dumps({k: v for k, v in timing.items() if k != "rel_ci"}, allow_nan=False)  # strict JSON for meta.json
+
+
+def test_a_devices_file_with_an_option_looking_host_is_refused_when_loaded(tmp_path):
+    """`ssh://-Epwned3` is refused where the devices file is read, before any command could be built from it."""
+    from hwnas.device import load_devices
+    from hwnas.errors import ConfigError
+
+    path = tmp_path / "devices.yaml"
+    path.write_text("devices:\n  board:\n    runtime: tflite\n    transport: ssh://-Epwned3\n")
+    with pytest.raises(ConfigError, match="device 'board': transport 'ssh://-Epwned3'.*may not begin with '-'"):
+        load_devices(path)

@@ -32,9 +32,18 @@ def test_auto_on_cpu_is_the_reference(monkeypatch):
 
 
 def test_forced_reference(monkeypatch):
-    monkeypatch.setenv("HWNAS_KERNELS", "reference")
+    """HWNAS_KERNELS=reference selects the reference even where auto would not (a CUDA tensor, where there is one),
+    and the public function then is the reference's autograd graph, not a kernel's."""
+    monkeypatch.setenv("HWNAS_KERNELS", " Reference ")
+    assert kernel_mode() == "reference"
     outputs, weights = _sum_args()
-    torch.testing.assert_close(kernels.mixed_sum(outputs, weights), reference.mixed_sum(outputs, weights))
+    assert select("mixed_sum", (outputs, weights))[0] == "reference"
+    if torch.cuda.is_available():
+        cuda_args = ([o.cuda() for o in outputs], weights.cuda())
+        assert select("mixed_sum", cuda_args)[0] == "reference"
+    y = kernels.mixed_sum(outputs, weights)
+    assert "MixedSum" not in type(y.grad_fn).__name__
+    torch.testing.assert_close(y, reference.mixed_sum(outputs, weights))
 
 
 @needs_triton

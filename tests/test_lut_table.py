@@ -103,14 +103,14 @@ def test_accuracy_metrics_on_hand_computed_values():
     assert metrics["kendall_tau"] == pytest.approx(1.0)
 
 
-def test_calibration_is_stored_per_resolution(tmp_path):
+def test_calibration_is_stored_per_space_and_resolution(tmp_path):
     table = LatencyTable.open(tmp_path / "t.csv", _meta())
-    table.meta["calibration"] = {"64": {"scale": 2.0, "offset_ms": 1.0}}
-    table.save_meta()
-    model = LatencyModel(LatencyTable.load(tmp_path / "t.csv"))
+    table.update_meta(lambda meta: meta.update(calibration={"fbnet@64": {"scale": 2.0, "offset_ms": 1.0}}))
+    model = LatencyModel(LatencyTable.load(tmp_path / "t.csv"), space="fbnet")
     assert model.calibration_for(64).apply(1.0) == 3.0
     assert model.calibration_for(224).apply(1.0) == 1.0
-    assert json.loads((tmp_path / "t.meta.json").read_text())["calibration"]["64"]["scale"] == 2.0
+    assert LatencyModel(LatencyTable.load(tmp_path / "t.csv"), space="proxyless").calibration_for(64).apply(1.0) == 1
+    assert json.loads((tmp_path / "t.meta.json").read_text())["calibration"]["fbnet@64"]["scale"] == 2.0
 
 
 def test_calibration_of_similar_networks_is_the_median_ratio():

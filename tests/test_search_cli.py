@@ -24,7 +24,8 @@ def folder(tmp_path_factory):
 
 def _args(folder, out, *extra: str) -> list[str]:
     return ["search", "--space", str(write_tiny_chain(folder)), "--lut", str(folder / "cpu.csv"), "--out", str(out),
-            "--resolution", str(RESOLUTION), "--limit", "320", "--epochs", "2", "--threads", "1", *extra]
+            "--resolution", str(RESOLUTION), "--limit", "320", "--epochs", "2", "--threads", "1",
+            "--calibrate-networks", "0", "--no-confirm", *extra]
 
 
 def _error(result) -> str:
@@ -107,14 +108,14 @@ def test_uncalibrated_lut_is_announced_with_the_command_that_fixes_it(folder, tm
     for suffix in (".csv", ".meta.json"):
         (tmp_path / f"cpu{suffix}").write_bytes((folder / f"cpu{suffix}").read_bytes())
     space = tiny_chain(folder)
-    config = SearchConfig(device="cpu", space=str(write_tiny_chain(folder)), lut=str(lut))
+    config = SearchConfig(device="cpu", space=str(write_tiny_chain(folder)), lut=str(lut), calibrate_networks=0)
     reporter = _Notes()
     open_latency_model(config, space, Ranks(), reporter)
-    assert len(reporter.notes) == 1 and "not calibrated at 16px" in reporter.notes[0]
+    assert len(reporter.notes) == 1 and f"no calibration of space {space.name} at 16px" in reporter.notes[0]
     assert f"hwnas lut calibrate --device cpu --space {config.space} --resolution 16 --classes 10 --lut {lut}" \
         in reporter.notes[0]
     archs = [space.sample(random.Random(seed)) for seed in range(3)]
-    calibrate_from_timings(LatencyTable.load(lut), archs, [1.0, 2.0, 3.0])  # stored in cpu.meta.json
+    calibrate_from_timings(LatencyTable.load(lut), space.name, archs, [1.0, 2.0, 3.0])  # stored in cpu.meta.json
     calibrated = _Notes()
     open_latency_model(config, space, Ranks(), calibrated)
     assert calibrated.notes == []

@@ -24,7 +24,8 @@ def test_two_process_search(tmp_path_factory, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(launcher),
                "search", "--space", str(write_tiny_chain(folder)), "--lut", str(folder / "cpu.csv"), "--out",
                str(out), "--resolution", str(RESOLUTION), "--limit", "320", "--epochs", "2", "--threads", "1",
-               "--strategy", "proxyless", "--latency-budget", "50%", "--json"]
+               "--strategy", "proxyless", "--latency-budget", "50%", "--json", "--calibrate-networks", "0",
+               "--no-confirm"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "search.json").read_text())

@@ -29,7 +29,8 @@ def folder(tmp_path_factory):
 def _args(folder, out) -> list[str]:
     return ["search", "--space", str(write_tiny_chain(folder)), "--lut", str(folder / "cpu.csv"), "--out", str(out),
             "--resolution", str(RESOLUTION), "--limit", "320", "--epochs", "3", "--warmup-epochs", "1",
-            "--threads", "1", "--strategy", "hardcore", "--latency-budget", "40%"]
+            "--threads", "1", "--strategy", "hardcore", "--latency-budget", "40%", "--calibrate-networks", "0",
+            "--no-confirm"]
 
 
 def _rows(path) -> int:

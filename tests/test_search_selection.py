@@ -106,4 +106,5 @@ def test_negative_candidates_are_refused(folder, tmp_path):
     result = CliRunner().invoke(app, ["search", "--out", str(tmp_path / "cli"), "--space",
                                       str(write_tiny_chain(folder)), "--latency-budget", "50%", "--lut",
                                       str(folder / "cpu.csv"), "--candidates", "-2", "--limit", "64"])
-    assert result.exit_code != 0 and "select_candidates -2" in result.output
+    assert result.exit_code == 2 and "--candidates" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "cli").exists()  # refused by the flag's bound, before any work

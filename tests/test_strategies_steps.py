@@ -181,3 +181,18 @@ def test_fbnet_loss_selection_derives_from_the_measured_loss_change(setup):
     assert restored.derive().arch.to_string() == strategy.derive().arch.to_string()
     with pytest.raises(ConfigError, match="select=loss"):
         _strategy(setup, "fbnet", select="loss", hard=True)
+
+
+@pytest.mark.parametrize("name, params", [("fbnet", {}), ("proxyless", {}), ("hardcore", {"momentum": 0.5}),
+                                          ("densenas", {})])
+def test_strategy_state_reads_back_as_data_only(setup, tmp_path, name, params):
+    """A checkpoint is read with weights_only (no code from a file): every strategy's state must be tensors and plain
+    values, also after a step has filled its buffers (HardCoRe's momentum)."""
+    strategy = _strategy(setup, name, **params)
+    for _ in range(2):
+        _arch_step(strategy, setup[2])
+    torch.save(strategy.state_dict(), tmp_path / "state.pt")
+    again = _strategy(setup, name, **params)
+    again.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    for mine, theirs in zip(strategy.arch_parameters(), again.arch_parameters()):
+        assert torch.equal(mine, theirs)

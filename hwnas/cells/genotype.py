@@ -17,6 +17,7 @@ from typing import Any
 from hwnas.errors import ConfigError
 
 Edge = tuple[str, int]  # (operation, input state)
+_SOURCE = re.compile(r"[0-9]{1,6}")  # an input state as a genotype string writes it (ASCII digits: int() reads them)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class CellGenotype:
             edges = []
             for item in filter(None, group.strip().strip("|").split("|")):
                 op, sep, source = item.partition("~")
-                if not sep or not source.isdigit() or not op:
+                if not sep or not _SOURCE.fullmatch(source) or not op:
                     raise ConfigError(f"cell '{text[:60]}': '{item}' is not OP~INPUT (e.g. sep_conv_3x3~0)")
                 edges.append((op, int(source)))
             nodes.append(tuple(edges))
@@ -58,9 +59,10 @@ class CellGenotype:
     @classmethod
     def from_json(cls, data: list) -> CellGenotype:
         try:
-            return cls(tuple(tuple((str(op), int(source)) for op, source in node) for node in data))
-        except (TypeError, ValueError):
-            raise ConfigError("a cell in JSON is a list of nodes, each a list of [op, input] pairs") from None
+            return cls(tuple(tuple((str(op), _source(source)) for op, source in node) for node in data))
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError("a cell in JSON is a list of nodes, each a list of [op, input] pairs (input: a state "
+                              "number >= 0)") from None
 
 
 @dataclass(frozen=True)
@@ -108,15 +110,23 @@ class Genotype:
     def from_json(cls, data: Mapping[str, Any]) -> Genotype:
         if "genotype" in data:
             return cls.parse(data["genotype"])
-        if "cells" in data:
-            return cls(tuple((name, CellGenotype.from_json(cell)) for name, cell in data["cells"].items()))
+        if isinstance(data.get("cells"), Mapping):
+            return cls(tuple((str(name), CellGenotype.from_json(cell)) for name, cell in data["cells"].items()))
         raise ConfigError("genotype JSON needs a 'genotype' string or a 'cells' mapping")
 
     def count(self, op: str) -> int:
         return sum(cell.count(op) for _, cell in self.cells)
 
 
-_PAIR = re.compile(r"\(\s*'([a-z0-9_]+)'\s*,\s*(\d+)\s*\)")
+_PAIR = re.compile(r"\(\s*'([a-z0-9_]+)'\s*,\s*([0-9]{1,6})\s*\)")
+
+
+def _source(value: Any) -> int:
+    """An input state number from JSON: an integer >= 0 (ValueError otherwise: states count from 0)."""
+    source = int(value)
+    if source < 0:
+        raise ValueError(value)
+    return source
 
 
 def _parse_darts_repr(text: str) -> Genotype:

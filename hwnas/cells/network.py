@@ -20,6 +20,7 @@ from hwnas.blocks import BlockSpec
 from hwnas.cells.genotype import Genotype
 from hwnas.cells.space import CellSlot, CellSpace
 from hwnas.errors import ConfigError
+from hwnas.units import MAX_CELLS, MAX_CHANNELS, MAX_RESOLUTION, parse_int
 
 PREFIX = "cells:"
 _NETWORK = re.compile(r"^c(\d+)_l(\d+)_k(\d+)$")
@@ -97,12 +98,15 @@ class CellArch:
         from hwnas.cells.catalog import get_cell_space
 
         parts = text.strip().split(":", 4)
-        if len(parts) != 5 or parts[0] + ":" != PREFIX or not parts[2].isdigit() or not _NETWORK.match(parts[3]):
+        if len(parts) != 5 or parts[0] + ":" != PREFIX or not _NETWORK.match(parts[3]):
             raise ConfigError(f"'{text[:60]}': a cell architecture string is cells:SPACE:RESOLUTION:cC_lL_kCLASSES:"
                               "GENOTYPE (e.g. cells:darts:32:c16_l8_k10:normal=...;reduce=...)")
         _, name, resolution, network, genotype = parts
-        channels, layers, classes = (int(v) for v in _NETWORK.match(network).groups())
-        space = get_cell_space(name, int(resolution), classes).with_network(channels, layers)
+        width, depth, outputs = _NETWORK.match(network).groups()
+        classes = parse_int(outputs, "cell network classes", 1, MAX_CHANNELS)
+        space = get_cell_space(name, parse_int(resolution, "input resolution", 1, MAX_RESOLUTION), classes)
+        space = space.with_network(parse_int(width, "cell network channels", 1, MAX_CHANNELS),
+                                   parse_int(depth, "cell network layers", 1, MAX_CELLS))
         return space.arch(Genotype.parse(genotype))
 
     def to_json(self) -> dict[str, Any]:
@@ -121,7 +125,13 @@ class CellArch:
 
     @classmethod
     def load(cls, path: str | Path) -> CellArch:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """An arch.json of a cell network; an unreadable or foreign file is one line naming it (as `Arch.load`)."""
+        from hwnas.arch import Arch
+
+        arch = Arch.load(path)
+        if not isinstance(arch, CellArch):
+            raise ConfigError(f"{path}: a chain architecture, expected a cell network (cells:...)")
+        return arch
 
 
 class DiscreteCell(nn.Module):

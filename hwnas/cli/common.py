@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from hwnas.config import DEFAULT_LUT_DIR
 from hwnas.errors import HwnasError
 
 console = Console(stderr=True)
@@ -32,7 +33,7 @@ DevicesFile = typer.Option(None, "--devices", help="Your devices YAML (adds to /
                            exists=False, dir_okay=False)
 DeviceName = typer.Option("cpu", "--device", "-d", help="Device name from devices.yaml.")
 LutPath = typer.Option(None, "--lut", help="LUT CSV path (default: LUT_DIR/DEVICE.csv).", dir_okay=False)
-LutDir = typer.Option(Path("luts"), "--lut-dir", help="Folder of LUTs, one CSV per device.", file_okay=False)
+LutDir = typer.Option(DEFAULT_LUT_DIR, "--lut-dir", help="Folder of LUTs, one CSV per device.", file_okay=False)
 JsonFlag = typer.Option(False, "--json", help="Print the result as JSON on stdout (for machines).")
 SteadyWait = typer.Option(30.0, "--steady-wait", min=0.0,
                           help="Seconds to keep timing while too few calls ran with a reference block at its own speed "
@@ -115,6 +116,23 @@ def load_arch(text: str, resolution: int | None = None, classes: int | None = No
         from hwnas.published import get_published
 
         arch = get_published(text)
-    if resolution:
+    if resolution is not None:
         arch = arch.with_resolution(resolution)
-    return arch.with_classes(classes) if classes else arch
+    return arch.with_classes(classes) if classes is not None else arch
+
+
+def arch_space(text: str) -> str | None:
+    """The space a run folder's or arch.json's network was searched in (None for strings and published names)."""
+    from hwnas.export.source import space_name
+
+    if re.match(r"^(\d+|cells):", text):
+        return None
+    try:
+        path = Path(text)
+        file = path / "arch.json" if path.is_dir() else path
+        if file.suffix != ".json" or not file.is_file():
+            return None
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None  # load_arch has already said what is wrong with an unreadable file
+    return space_name(data) if isinstance(data, dict) else None

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from hwnas.cli.common import DevicesFile, JsonFlag, LutDir, console, fail, handles_errors, print_json, progress_bar
 from hwnas.errors import HwnasError
+from hwnas.units import check_classes, check_range, check_resolution
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +55,10 @@ def export(
     as_json: bool = JsonFlag,
 ) -> None:
     """Export RUN (or --arch) to deployable files, check each against PyTorch, write export.json."""
+    check_resolution(resolution, "--resolution")
+    check_classes(classes, "--classes")
+    check_range(calibration_size, "--calibration-size", 1)
+    check_range(validation_size, "--validation-size", 1)
     from hwnas.export.pipeline import ExportRequest, run_export
     from hwnas.onnx_io import DEFAULT_OPSET
 
@@ -112,9 +117,12 @@ def _print_summary(report) -> None:
             console.print(f"[yellow]no prediction on {prediction['device']}:[/yellow] {escape(prediction['error'])}",
                           highlight=False)
     measured = data["latency"]["measured"]
-    if measured:
-        console.print(f"measured on {measured['device']}: {measured['median_ms']:.3f} ms/image "
-                      f"(p10 {measured['p10_ms']:.3f}, p90 {measured['p90_ms']:.3f}; {measured['timed']})")
+    if measured and "error" in measured:
+        console.print(f"[yellow]not measured on {measured['device']}:[/yellow] {escape(measured['error'])}",
+                      highlight=False)
+    elif measured:
+        console.print(f"measured on {measured['device']}: {measured['median_ms']:.3f} ms/image (95% CI upper "
+                      f"{measured['ci_upper_ms']:.3f}; {measured['timed']}; the LUT's steady method)", highlight=False)
 
 
 def _size(count: int) -> str:

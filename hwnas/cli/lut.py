@@ -23,6 +23,7 @@ from hwnas.cli.common import (
     resolve_lut,
     warn_unsteady,
 )
+from hwnas.units import check_classes, check_range, check_resolution
 
 lut_app = typer.Typer(no_args_is_help=True, help="Inspect, use, calibrate and validate latency tables.")
 
@@ -39,12 +40,17 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
          space: str = typer.Option(None, "--space", "-s", help="Also report coverage and latency range of a space."),
-         resolution: int = ResolutionOption, classes: int = ClassesOption, as_json: bool = JsonFlag) -> None:
+         resolution: int = ResolutionOption, classes: int = ClassesOption, devices_file: Path = DevicesFile,
+         as_json: bool = JsonFlag) -> None:
     """Summarise a LUT: rows, setup fingerprint, calibrations, and (with --space) coverage and latency range."""
+    check_resolution(resolution, "--resolution")
+    check_classes(classes, "--classes")
+    from hwnas.device import get_device
     from hwnas.lut import LatencyModel, LatencyTable
+    from hwnas.lut.device_table import device_lut_path
 
-    table = LatencyTable.load(resolve_lut(device, lut, lut_dir))
-    summary = {"lut": str(table.path), "rows": len(table), "unit": table.meta["unit"],
+    table = LatencyTable.load(device_lut_path(get_device(device, devices_file), lut, lut_dir))
+    summary = {"lut": str(table.path), "rows": len(table), "duplicates": table.duplicates, "unit": table.meta["unit"],
                "device": table.meta.get("device"), "fingerprint": table.meta.get("fingerprint"),
                "calibration": table.meta.get("calibration") or {}}
     if space:
@@ -58,17 +64,29 @@ def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
         if not missing:
             from hwnas.latency import space_range_ms
 
-            low, high = space_range_ms(target, LatencyModel(table))
+            low, high = space_range_ms(target, LatencyModel(table, space=target.name))
             summary["space"]["range_ms"] = [low, high]
     if as_json:
         print_json(summary)
         return
     fingerprint = summary["fingerprint"] or {}
-    console.print(f"{summary['lut']}: {summary['rows']} rows ({summary['unit']}), device {summary['device']}")
-    console.print("setup: " + ", ".join(f"{k}={v}" for k, v in fingerprint.items()))
-    for res, fit in summary["calibration"].items():
-        console.print(f"calibration @{res}px: measured ≈ {fit['scale']:.4f} · sum + {fit['offset_ms']:.4f} ms "
-                      f"({fit['networks']} networks, fit MAPE {fit['fit_mape_pct']:.2f}%)")
+    console.print(f"{summary['lut']}: {summary['rows']} blocks ({summary['unit']}), device {summary['device']}",
+                  markup=False, highlight=False)
+    if summary["duplicates"]:
+        console.print(f"{summary['duplicates']} row(s) measure a block again (a retime or a second profile): the "
+                      "latest row of each block is used", markup=False, highlight=False)
+    console.print("setup: " + ", ".join(f"{k}={v}" for k, v in fingerprint.items()), markup=False, highlight=False)
+    for key, fit in summary["calibration"].items():
+        from hwnas.lut.model import parse_calibration_key
+
+        where = parse_calibration_key(key)
+        label = (f"calibration of {where[0]} @{where[1]}px" if where else
+                 f"calibration @{key}px (made before calibrations named their space: not applied; refit it)")
+        mape = fit.get("fit_mape_pct")
+        console.print(f"{label}: measured ≈ {fit['scale']:.4f} · sum + {fit.get('offset_ms', 0.0):.4f} ms "
+                      f"({fit.get('networks', '?')} networks"
+                      + (f", fit MAPE {mape:.2f}%)" if mape is not None else ")"),
+                      markup=False, highlight=False)
     if space:
         info = summary["space"]
         console.print(f"space {info['name']} @{info['resolution']}px: {info['blocks'] - len(info['missing'])}/"
@@ -84,16 +102,27 @@ def predict(arch: str = typer.Argument(..., help="Architecture string, published
             resolution: int = typer.Option(None, "--resolution", "-r", help="Override the input resolution."),
             classes: int = typer.Option(None, "--classes", help="Override the classifier outputs."),
             breakdown: bool = typer.Option(False, "--breakdown", help="Print each block's latency."),
-            force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
-    """Predict an architecture's latency on DEVICE from its LUT (sum of blocks + calibration)."""
-    from hwnas.lut import LatencyModel, LatencyTable
+            space: str = typer.Option(None, "--space", "-s", help="Correct with the calibration fitted on this "
+                                      "space (default: the run's space for a run folder or arch.json; else none)."),
+            devices_file: Path = DevicesFile, force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
+    """Predict an architecture's latency on DEVICE from the table that serves it (sum of blocks + the calibration
+    of the network's space)."""
+    check_resolution(resolution, "--resolution")
+    check_classes(classes, "--classes")
+    from hwnas.cli.common import arch_space
+    from hwnas.device import get_device
+    from hwnas.lut.device_table import open_device_model
 
     network = load_arch(arch, resolution, classes)
-    model = LatencyModel(LatencyTable.load(resolve_lut(device, lut, lut_dir)), force=force)
+    space = space or arch_space(arch)
+    model = open_device_model(get_device(device, devices_file), lut, lut_dir, space=space, force=force)
     specs = network.specs()
+    model.table.require([spec.key for spec in specs], f"hwnas profile --device {device} --arch '{arch}'" +
+                        (f" --lut {lut}" if lut else ""))
     blocks = model.table.latencies([spec.key for spec in specs], force)
     result = {"arch": network.to_string(), "device": device, "predicted_ms": model.predict(network),
-              "block_sum_ms": float(blocks.sum()), "calibrated": network.resolution in model.calibrations,
+              "block_sum_ms": float(blocks.sum()), "space": space,
+              "calibrated": network.resolution in model.calibrations,
               "blocks": [{"key": s.key, "ms": float(ms)} for s, ms in zip(specs, blocks)]}
     if as_json:
         print_json(result)
@@ -103,7 +132,9 @@ def predict(arch: str = typer.Argument(..., help="Architecture string, published
         for row in result["blocks"]:
             table.add_row(row["key"], f"{row['ms']:.4f}")
         console.print(table)
-    note = "" if result["calibrated"] else f" (no calibration at {network.resolution}px: plain sum)"
+    note = (f" (calibrated on {space} @{network.resolution}px)" if result["calibrated"] else
+            f" (plain sum of blocks: no calibration of {space} @{network.resolution}px)" if space else
+            " (plain sum of blocks: pass --space to correct with a space's calibration)")
     typer.echo(f"{result['predicted_ms']:.3f} ms on {device}{note}")
 
 
@@ -116,6 +147,9 @@ def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: in
               steady_wait: float = SteadyWait, devices_file: Path = DevicesFile, lut: Path = LutPath,
               lut_dir: Path = LutDir, force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
     """Fit what isolated blocks miss on whole measured networks, and store it with the LUT."""
+    check_resolution(resolution, "--resolution")
+    check_classes(classes, "--classes")
+    check_range(networks, "--networks", 1)
     from hwnas.device import get_device
     from hwnas.lut.calibrate import calibrate_device
     from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
@@ -129,7 +163,7 @@ def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: in
     if as_json:
         print_json({"resolution": target.resolution, **fit.to_dict()})
         return
-    console.print(f"@{target.resolution}px: measured ≈ {fit.scale:.4f} · sum + {fit.offset_ms:.4f} ms "
+    console.print(f"{target.name} @{target.resolution}px: measured ≈ {fit.scale:.4f} · sum + {fit.offset_ms:.4f} ms "
                   f"(fit on {fit.networks} networks, MAPE on them {fit.fit_mape_pct:.2f}%)")
 
 
@@ -146,6 +180,9 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
              steady_wait: float = SteadyWait, devices_file: Path = DevicesFile, lut: Path = LutPath,
              lut_dir: Path = LutDir, force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
     """Measure whole networks end to end and report predicted vs measured (MAPE, ±10%, max error, Kendall tau)."""
+    check_resolution(resolution, "--resolution")
+    check_classes(classes, "--classes")
+    check_range(samples, "--samples", 1)
     from hwnas.device import get_device
     from hwnas.lut.validate import validate_device, write_report
     from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
@@ -169,6 +206,7 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
                       f"{metrics['kendall_tau']:.3f}")
     console.print(table)
     if not report.calibration.get(str(target.resolution)):
-        console.print(f"no calibration at {target.resolution}px yet: run `hwnas lut calibrate --device {device} "
+        console.print(f"no calibration of {target.name} at {target.resolution}px yet: run `hwnas lut calibrate "
+                      f"--device {device} "
                       f"--space {target.name} --resolution {target.resolution}` first")
     console.print(f"report: {folder}")

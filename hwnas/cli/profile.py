@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from numbers import Real
 from pathlib import Path
 
 import typer
@@ -18,10 +19,12 @@ from hwnas.cli.common import (
     console,
     handles_errors,
     lazy_task,
+    load_arch,
     print_json,
     progress_bar,
     resolve_lut,
 )
+from hwnas.units import check_classes, check_range, check_resolution
 
 
 def register(app: typer.Typer) -> None:
@@ -31,9 +34,13 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def profile(
     device: str = DeviceName,
-    space: list[str] = typer.Option(["fbnet"], "--space", "-s", help="Search space(s) to cover (repeatable)."),
+    space: list[str] = typer.Option(None, "--space", "-s", help="Search space(s) to cover (repeatable; default: "
+                                    "fbnet unless --arch is given)."),
+    arch: list[str] = typer.Option(None, "--arch", "-a", help="Also cover the blocks of a network: architecture "
+                                   "string, published name, arch.json or run folder (repeatable)."),
     resolution: int = typer.Option(None, "--resolution", "-r", help="Input resolution (default: the space's)."),
-    classes: int = typer.Option(1000, "--classes", help="Classifier outputs (the head block's shape)."),
+    classes: int = typer.Option(None, "--classes", help="Classifier outputs (the head block's shape; default: 1000 "
+                                "for spaces, a network's own for --arch)."),
     devices_file: Path = DevicesFile,
     lut: Path = LutPath,
     lut_dir: Path = LutDir,
@@ -44,7 +51,12 @@ def profile(
     force: bool = ForceFlag,
     as_json: bool = JsonFlag,
 ) -> None:
-    """Measure each block of the space(s) on DEVICE and append it to the LUT; rerun to resume."""
+    """Measure each block of the space(s) and network(s) on DEVICE and append it to the LUT; rerun to resume."""
+    check_resolution(resolution, "--resolution")
+    check_classes(classes, "--classes")
+    check_range(max_repeats, "--max-repeats", 1)
+    check_range(target_ci, "--target-ci", 0, kind=Real)
+    check_range(budget, "--budget", 0, kind=Real)
     from hwnas.device import get_device
     from hwnas.lut.build import build_lut
     from hwnas.lut.steady import BUILD_STEADINESS
@@ -52,8 +64,10 @@ def profile(
     from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
     target = get_device(device, devices_file)
-    spaces = [get_space(name, resolution, classes) for name in space]
-    specs = list(dict.fromkeys(spec for s in spaces for spec in s.specs()))
+    spaces = [get_space(name, resolution, classes or 1000) for name in (space or ([] if arch else ["fbnet"]))]
+    networks = [load_arch(text, resolution, classes) for text in arch or ()]
+    specs = list(dict.fromkeys([*(spec for s in spaces for spec in s.specs()),
+                                *(spec for n in networks for spec in n.specs())]))
     path = resolve_lut(device, lut, lut_dir)
     settings = MeasureSettings(target_ci=target_ci, max_repeats=max_repeats, budget_s=budget)
     with progress_bar(quiet=as_json) as progress:
@@ -64,7 +78,8 @@ def profile(
         except KeyboardInterrupt:
             console.print(f"interrupted: rows measured so far are saved in {path}; rerun the same command to resume")
             raise typer.Exit(130) from None
-    summary = {"lut": str(path), "device": device, "spaces": [s.name for s in spaces], "blocks": len(specs),
+    summary = {"lut": str(path), "device": device, "spaces": [s.name for s in spaces],
+               "archs": [n.to_string() for n in networks], "blocks": len(specs),
                **report.to_dict(), "rows": len(table)}
     if as_json:
         print_json(summary)

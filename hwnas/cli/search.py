@@ -7,63 +7,88 @@ from pathlib import Path
 import typer
 
 from hwnas.cli.common import DevicesFile, JsonFlag, console, handles_errors, print_json, progress_bar
+from hwnas.config import DataConfig, SearchConfig
+from hwnas.strategies import STRATEGIES
+from hwnas.units import MAX_RESOLUTION
 
 
 def register(app: typer.Typer) -> None:
     app.command("search")(search)
 
 
+DEFAULT, DEFAULT_DATA = SearchConfig(), DataConfig()  # the defaults the help shows (flags left out keep them)
+
+
 @handles_errors
 def search(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (runs/NAME).", file_okay=False),
-    device: str = typer.Option(None, "--device", "-d", help="Device name from devices.yaml [default: cpu]."),
-    space: str = typer.Option(None, "--space", "-s", help="Search space name or a space YAML file [default: fbnet]."),
-    strategy: str = typer.Option(None, "--strategy", help="fbnet | proxyless | hardcore | densenas | ... "
-                                 "[default: fbnet]."),
+    device: str = typer.Option(None, "--device", "-d", help="Device name from devices.yaml "
+                               f"(default: {DEFAULT.device})."),
+    space: str = typer.Option(None, "--space", "-s", help="Search space name or a space YAML file "
+                              f"(default: {DEFAULT.space})."),
+    strategy: str = typer.Option(None, "--strategy", help=f"Search strategy: {' | '.join(STRATEGIES)} "
+                                 f"(default: {DEFAULT.strategy})."),
     latency_budget: str = typer.Option(None, "--latency-budget", "-b",
                                        help="Budget: 20ms, 0.02s, 20000us, or a share of the space's feasible "
                                             "range on the device, e.g. 50%."),
     data: str = typer.Option(None, "--data", help="digits or digits-hard (embedded), cifar10:PATH, "
                              "cifar100:PATH, a folder of MNIST-format idx files or an image folder "
-                             "[default: digits]."),
-    epochs: int = typer.Option(None, "--epochs", "-e", help="Search epochs [default: 4]."),
-    warmup_epochs: int = typer.Option(None, "--warmup-epochs", help="Weights-only epochs first [default: 1]."),
-    seed: int = typer.Option(None, "--seed", help="Seed of weights, sampling and data order [default: 0]."),
-    resolution: int = typer.Option(None, "--resolution", "-r", help="Input resolution in pixels [default: 32]."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Images per step and process [default: 32]."),
-    limit: int = typer.Option(None, "--limit", help="Keep at most N images per data split (quick checks) "
-                              "[default: all]."),
-    train_limit: int = typer.Option(None, "--train-limit", help="Keep at most N training images, every test and "
-                                    "validation image (a large dataset at affordable cost) [default: all]."),
-    weight_lr: float = typer.Option(None, "--weight-lr", help="SGD learning rate of the supernet [default: 0.05]."),
+                             f"(default: {DEFAULT_DATA.source})."),
+    epochs: int = typer.Option(None, "--epochs", "-e", min=1, help=f"Search epochs (default: {DEFAULT.epochs})."),
+    warmup_epochs: int = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs first "
+                                      f"(default: {DEFAULT.warmup_epochs})."),
+    seed: int = typer.Option(None, "--seed", help="Seed of weights, sampling and data order "
+                             f"(default: {DEFAULT.seed})."),
+    resolution: int = typer.Option(None, "--resolution", "-r", min=1, max=MAX_RESOLUTION,
+                                   help=f"Input resolution in pixels (default: {DEFAULT_DATA.resolution})."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per step and process "
+                                   f"(default: {DEFAULT_DATA.batch_size})."),
+    limit: int = typer.Option(None, "--limit", min=0, help="Keep at most N images per data split (quick checks; "
+                              f"0: all; default: {DEFAULT_DATA.limit})."),
+    train_limit: int = typer.Option(None, "--train-limit", min=0, help="Keep at most N training images, every test "
+                                    "and validation image (a large dataset at affordable cost; 0: all; "
+                                    f"default: {DEFAULT_DATA.train_limit})."),
+    weight_lr: float = typer.Option(None, "--weight-lr", min=0.0, help="SGD learning rate of the supernet "
+                                    f"(default: {DEFAULT.weight_lr})."),
     torch_device: str = typer.Option(None, "--torch-device", help="Where the supernet trains: auto, cpu, cuda, "
-                                     "cuda:N [default: auto]."),
-    threads: int = typer.Option(None, "--threads", help="torch CPU threads per process (0: torch's default) "
-                                "[default: 1]."),
+                                     f"cuda:N (default: {DEFAULT.torch_device})."),
+    threads: int = typer.Option(None, "--threads", min=0, help="torch CPU threads per process (0: torch's default; "
+                                f"default: {DEFAULT.threads})."),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy hyperparameter KEY=VALUE (repeatable), "
                                     "e.g. -p hard=true."),
     select: str = typer.Option(None, "--select", help="Cell strategies: derive by 'magnitude' (largest weight) "
                                "or 'ostr' (operation strength); the same as -p select=..."),
-    candidates: int = typer.Option(None, "--candidates", help="Chain strategies: after the search, score the "
+    candidates: int = typer.Option(None, "--candidates", min=0, help="Chain strategies: after the search, score the "
                                    "derived network and N draws from the final architecture distribution within "
                                    "the budget band inside the supernet (architecture and validation splits) and "
                                    "keep the best; 0: keep the derived one; with --resume, re-derives a finished "
-                                   "search [default: 0]."),
+                                   f"search (default: {DEFAULT.select_candidates})."),
     config_file: Path = typer.Option(None, "--config", help="Start from this config YAML (a run's config.yaml).",
                                      dir_okay=False),
-    lut: Path = typer.Option(None, "--lut", help="LUT CSV [default: luts/DEVICE.csv].", dir_okay=False),
+    lut: Path = typer.Option(None, "--lut", help="LUT CSV (default: luts/DEVICE.csv).", dir_okay=False),
     devices_file: Path = DevicesFile,
     profile_missing: bool = typer.Option(None, "--profile-missing/--no-profile-missing",
                                          help="Measure the blocks the LUT lacks first (local devices), or refuse "
-                                              "[default: measure]."),
+                                              "(default: measure)."),
+    confirm: bool = typer.Option(None, "--confirm/--no-confirm",
+                                 help="Time the derived network on the device and re-derive where it misses the "
+                                      "budget (default: confirm where the device can be reached)."),
+    confirm_rounds: int = typer.Option(None, "--confirm-rounds", min=0, max=20,
+                                       help=f"Re-derivations at most (default: {DEFAULT.confirm_rounds})."),
+    calibrate_networks: int = typer.Option(None, "--calibrate-networks", min=0, max=1000,
+                                           help="With no calibration of this space and resolution, fit one first on "
+                                                "N networks measured on the device (0: plain sums; default: "
+                                                f"{DEFAULT.calibrate_networks})."),
+    force: bool = typer.Option(None, "--force", help="Use a table measured on another device or setup."),
     resume: bool = typer.Option(False, "--resume", help="Continue the search saved in --out (its config.yaml; "
                                 "--epochs may extend it)."),
     as_json: bool = JsonFlag,
 ) -> None:
-    """Search SPACE for the most accurate architecture whose predicted latency on DEVICE meets the budget."""
-    from hwnas.config import DataConfig, SearchConfig, load_config, override, parse_assignments
+    """Search SPACE for the most accurate architecture that meets the latency budget on DEVICE: predicted from the
+    LUT during the search, then measured on the device at the end."""
+    from hwnas.config import load_config, override, parse_assignments
     from hwnas.errors import ConfigError
-    from hwnas.search import UNDECIDED_CONFIDENCE, run_search
+    from hwnas.search import UNDECIDED_CONFIDENCE, SearchInterrupted, run_search
 
     config = None
     if not resume:
@@ -77,7 +102,9 @@ def search(
                           epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
                           torch_device=torch_device, select_candidates=candidates,
                           lut=str(lut) if lut else None, devices_file=str(devices_file) if devices_file else None,
-                          profile_missing=profile_missing, strategy_params=params, data=data_config)
+                          profile_missing=profile_missing, strategy_params=params, data=data_config,
+                          confirm=confirm, confirm_rounds=confirm_rounds, calibrate_networks=calibrate_networks,
+                          force=force)
     elif any(v is not None for v in (device, space, strategy, latency_budget, data, seed, resolution, limit,
                                      train_limit, select)) or param:
         raise ConfigError("--resume continues the run as saved in OUT/config.yaml; only --epochs and --candidates "
@@ -85,10 +112,15 @@ def search(
     import os
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
-    with progress_bar(quiet=as_json or not main_rank) as progress:
-        display = SearchDisplay(progress, console, quiet=as_json or not main_rank)
-        result = run_search(config, out, resume=resume, epochs=epochs if resume else None,
-                            select_candidates=candidates if resume else None, reporter=display)
+    try:
+        with progress_bar(quiet=as_json or not main_rank) as progress:
+            display = SearchDisplay(progress, console, quiet=as_json or not main_rank)
+            result = run_search(config, out, resume=resume, epochs=epochs if resume else None,
+                                select_candidates=candidates if resume else None, reporter=display)
+    except SearchInterrupted as interrupted:  # Ctrl-C: say where the checkpoint stands and how to go on
+        if main_rank:
+            console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     if not main_rank:
         return
     if as_json:
@@ -107,6 +139,12 @@ def search(
                       "(-p arch_lr=...; hardcore: -p max_gamma=...)")
     console.print(f"wrote {result.run_dir}/ (config.yaml, history.csv, supernet.pt, arch.json, arch_weights.png, "
                   f"latency.png); next: hwnas train {result.run_dir}")
+    if summary["measured_ms"] is not None:
+        console.print(f"measured {summary['measured_ms']:.4g} ms of budget {summary['budget_ms']:.4g} ms on "
+                      f"{summary['device']}", highlight=False)
+    else:
+        console.print(f"predicted {summary['predicted_ms']:.4g} ms of budget {summary['budget_ms']:.4g} ms on "
+                      f"{summary['device']} (not measured)", highlight=False)
 
 
 class SearchDisplay:

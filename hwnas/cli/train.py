@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Real
 from pathlib import Path
 
 import typer
 
 from hwnas.cli.common import JsonFlag, console, handles_errors, print_json, progress_bar
+from hwnas.units import check_range
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +25,10 @@ def train(
     as_json: bool = JsonFlag,
 ) -> None:
     """Train RUN's derived architecture from scratch; write trained.pt and train.json."""
+    if epochs is not None:
+        check_range(epochs, "--epochs", 0)
+    if lr is not None:
+        check_range(lr, "--lr", 0, kind=Real)
     from hwnas.retrain import train_run
 
     with progress_bar(quiet=as_json) as progress:

@@ -73,14 +73,34 @@ def read_digits_hard(resolution: int, seed: int = 0) -> Source:
     return Source("digits-hard", to_uint8(images * 255.0), plain.labels, plain.classes, flip=False)
 
 
+# The only callables a CIFAR batch may name: numpy's array rebuilders (old and new module paths). Anything else in a
+# pickle (os.system, builtins.eval, ...) is refused before it is called.
+_CIFAR_PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                         ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Reads numpy arrays, dicts, lists, bytes, str and numbers; refuses every other global, so a file runs no code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR batch holds only arrays and lists")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")
+            data = _DataOnlyUnpickler(handle, encoding="latin1").load()
     except FileNotFoundError:
         raise ConfigError(f"{path}: missing; a CIFAR folder holds the python-format pickles") from None
-    except (pickle.UnpicklingError, EOFError) as error:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            MemoryError) as error:
         raise ConfigError(f"{path}: not a CIFAR python pickle ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a CIFAR python pickle (holds {type(data).__name__}, expected a dict)")
+    return data
 
 
 def read_cifar(root: Path, resolution: int, kind: str) -> Source:
@@ -97,14 +117,21 @@ def read_cifar(root: Path, resolution: int, kind: str) -> Source:
     try:
         data = np.concatenate([np.asarray(chunk["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for chunk in chunks])
         labels = np.concatenate([np.asarray(chunk[label_key], dtype=np.int64) for chunk in chunks])
+        classes = tuple(str(name) for name in meta[names_key])
     except KeyError as error:
         raise ConfigError(f"{root}: CIFAR pickle lacks key {error}; is this {kind}?") from None
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{root}: CIFAR pickle of unexpected content ({error}); expected uint8 rows of 3072 "
+                          "pixels and integer labels") from None
+    if len(labels) != len(data) or (len(labels) and not 0 <= labels.min() <= labels.max() < len(classes)):
+        raise ConfigError(f"{root}: {len(data)} images and {len(labels)} labels; expected one label per image, each "
+                          f"in 0..{len(classes) - 1}")
     test_mask = torch.zeros(len(labels), dtype=torch.bool)
     test_mask[len(labels) - len(test[label_key]):] = True
     images = torch.from_numpy(data)
     if resolution != 32:
         images = to_uint8(resize(images, resolution))
-    return Source(kind, images, torch.from_numpy(labels), tuple(meta[names_key]), test_mask)
+    return Source(kind, images, torch.from_numpy(labels), classes, test_mask)
 
 
 def detect_cifar(root: Path) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from hwnas.arch import Arch
+from hwnas.config import DEFAULT_LUT_DIR
 from hwnas.device import Device, get_device
 from hwnas.errors import HwnasError
 
@@ -20,21 +21,19 @@ RUNTIME_FORMATS = {"onnxruntime": ("onnx", "onnx"), "tflite": ("tflite", "tflite
                    "tensorrt": ("tensorrt", "plan"), "coreml": ("coreml", "mlpackage")}
 
 
-def predict_latency(arch: Arch, device: str, lut_dir: str | Path = "luts", lut: str | Path | None = None,
-                    ) -> dict[str, Any]:
-    """Predicted ms per image on `device` from its LUT, or the reason there is none (missing table or rows)."""
-    from hwnas.lut import LatencyModel, LatencyTable, default_lut_path
+def predict_latency(arch: Arch, device: str, lut_dir: str | Path = DEFAULT_LUT_DIR, lut: str | Path | None = None,
+                    devices_file: str | Path | None = None, space: str | None = None) -> dict[str, Any]:
+    """Predicted ms per image on `device` from the table that serves it (calibrated with `space`'s fit), or the
+    reason there is none (missing table or rows, a table of another device)."""
+    from hwnas.lut.device_table import device_lut_path, open_device_model
 
-    path = Path(lut) if lut is not None else default_lut_path(device, lut_dir)
-    entry: dict[str, Any] = {"device": device, "lut": str(path)}
+    entry: dict[str, Any] = {"device": device}
     try:
-        table = LatencyTable.load(path)
-        measured_on = table.meta.get("device")
-        if measured_on and measured_on != device:
-            raise HwnasError(f"{path} was measured on device '{measured_on}', not '{device}'")
-        model = LatencyModel(table)
+        target = get_device(device, devices_file)
+        entry["lut"] = str(device_lut_path(target, lut, lut_dir))
+        model = open_device_model(target, lut, lut_dir, space=space)
         entry.update(predicted_ms=model.predict(arch), block_sum_ms=model.block_sum(arch),
-                     calibrated=bool(table.meta.get("calibration")))
+                     calibrated=arch.resolution in model.calibrations)
     except HwnasError as error:
         entry["error"] = str(error)
     return entry
@@ -50,24 +49,30 @@ def matching_artifact(device: Device, artifacts: Mapping[tuple[str, str], Path])
 
 
 def measure_latency(device_name: str, folded: nn.Module, arch: Arch, artifacts: Mapping[tuple[str, str], Path],
-                    devices_file: str | Path | None = None, settings=None) -> dict[str, Any]:
-    """Measured ms per image on the device; the exported file is timed when the device's runtime loads it."""
-    from hwnas.profilers import Artifact, MeasureSettings, get_profiler
+                    devices_file: str | Path | None = None, lut_dir: str | Path = DEFAULT_LUT_DIR,
+                    lut: str | Path | None = None) -> dict[str, Any]:
+    """Measured ms per image on the device with its LUT's steady method (lut/network_timing.py); the exported file
+    is timed when the device's runtime loads it, else the profiler's compilation of the folded network."""
+    from hwnas.lut.device_table import device_lut_path
+    from hwnas.lut.network_timing import measure_on_device
+    from hwnas.profilers import Artifact
 
     device = get_device(device_name, devices_file)
-    settings = settings or MeasureSettings()
     shape = (device.batch, arch.in_channels, arch.resolution, arch.resolution)
     match = matching_artifact(device, artifacts) if device.batch == 1 else None
-    with get_profiler(device) as profiler:
-        if match is not None:
-            artifact_format, path = match
-            timing = profiler.time(Artifact(path, artifact_format, shape), settings)
-            timed = str(path.name)
-        else:
-            timing, _ = profiler.measure(folded, shape, settings)
-            timed = f"the folded network, compiled by the {device.runtime} profiler"
-        fingerprint = profiler.fingerprint()
-    per_image = timing.per_image(device.batch)
+    if match is not None:
+        artifact_format, path = match
+        timed = str(path.name)
+
+        def compiled(profiler):
+            return Artifact(path, artifact_format, shape)
+    else:
+        timed = f"the folded network, compiled by the {device.runtime} profiler"
+
+        def compiled(profiler):
+            return profiler.compile(folded, shape)
+
+    timing = measure_on_device(device, device_lut_path(device, lut, lut_dir), [("exported", arch)],
+                               compiled={"exported": compiled})[0]
     return {"device": device_name, "runtime": device.runtime, "precision": device.precision, "batch": device.batch,
-            "timed": timed, "median_ms": per_image.median, "p10_ms": per_image.p10, "p90_ms": per_image.p90,
-            "n": per_image.n, "fingerprint": fingerprint}
+            "timed": timed, "method": "steady (paired with the LUT's reference block)", **timing.to_dict()}

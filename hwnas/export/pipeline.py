@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hwnas import __version__
+from hwnas.config import DEFAULT_LUT_DIR
 from hwnas.device import get_device
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.export import exporter_module, get_exporter
@@ -42,7 +43,7 @@ class ExportRequest:
     num_classes: int | None = None  # classifier width for an untrained architecture
     devices: tuple[str, ...] = ()  # predict latency on each from LUT_DIR/DEVICE.csv (default: the run's device)
     devices_file: Path | None = None
-    lut_dir: Path = Path("luts")
+    lut_dir: Path = DEFAULT_LUT_DIR
     measure: str | None = None  # measure the exported network on this device
     data: str | None = None  # dataset for int8 calibration and validation (default: the run's)
     calibration_size: int = 100  # images to calibrate int8 on
@@ -114,14 +115,20 @@ def run_export(request: ExportRequest, on_step: Callable[[str], None] | None = N
     for device in devices:
         step(f"predict {device}")
         lut = source.lut if device == source.device else None  # the table the run searched with
-        predictions.append(predict_latency(source.arch, device, request.lut_dir, lut))
+        predictions.append(predict_latency(source.arch, device, request.lut_dir, lut, request.devices_file,
+                                           source.space))
     report.set_latency("predicted", predictions)
     if request.measure:
         step(f"measure {request.measure}")
-        measured = measure_latency(request.measure, folded, source.arch, written, request.devices_file)
+        lut = source.lut if request.measure == source.device else None
+        try:
+            measured = measure_latency(request.measure, folded, source.arch, written, request.devices_file,
+                                       request.lut_dir, lut)
+        except HwnasError as error:  # no table to time against, or the device is out of reach: the files stand
+            measured = {"device": request.measure, "error": str(error)}
         predicted = next((p for p in report.data["latency"]["predicted"]
                           if p["device"] == request.measure and "predicted_ms" in p), None)
-        if predicted:
+        if predicted and "median_ms" in measured:
             measured["predicted_ms"] = predicted["predicted_ms"]
             measured["error_pct"] = 100 * (predicted["predicted_ms"] - measured["median_ms"]) / measured["median_ms"]
         report.set_latency("measured", measured)

@@ -36,6 +36,7 @@ class ExportSource:
     data_options: dict[str, Any] = field(default_factory=dict)  # the run's split settings
     device: str | None = None  # the device the run searched for
     lut: Path | None = None  # the LUT the run searched with (config.yaml `lut`), for predictions on its device
+    space: str | None = None  # the space searched (its calibration corrects predictions; none for other sources)
 
     @property
     def weights_sha256(self) -> str | None:
@@ -83,7 +84,13 @@ def _from_run(run: Path) -> ExportSource:
     weights = run / WEIGHTS_FILE
     return ExportSource(arch, run.resolve().name, "run", run, weights if weights.exists() else None,
                         data.get("source"), options, extra.get("device") or config.get("device"),
-                        Path(config["lut"]) if config.get("lut") else None)
+                        Path(config["lut"]) if config.get("lut") else None, space_name(extra))
+
+
+def space_name(arch_json: dict[str, Any]) -> str | None:
+    """The name of the space a run's arch.json was searched in (what its calibration is keyed by)."""
+    name = arch_json.get("space_name") or arch_json.get("space")
+    return name if isinstance(name, str) else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -108,7 +115,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _from_arch(text: str) -> ExportSource:
     path = Path(text)
-    if re.match(r"^\d+:", text):
+    if re.match(r"^(\d+|cells):", text):
         arch = Arch.parse(text)
         return ExportSource(arch, "arch-" + hashlib.sha1(arch.to_string().encode()).hexdigest()[:8], "string")
     if path.suffix == ".json":

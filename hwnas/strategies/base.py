@@ -31,7 +31,7 @@ BlockSpecs its LUT must hold) and, unless it is a chain (`hwnas.spaces.Space`) o
 Optional hooks the trainer and run directory call when a strategy defines them: `should_stop() -> bool` after
 each epoch (early stop), `write_plots(folder)` at the end (the strategy's own diagnostics).
 
-Register a strategy by adding `"name": "module.path:ClassName"` to STRATEGIES (resolved on use).
+Register a strategy by adding `"name": "module.path:ClassName"` to STRATEGIES (hwnas/strategies/__init__.py).
 """
 
 from __future__ import annotations
@@ -49,18 +49,7 @@ from hwnas.arch import Arch
 from hwnas.config import parse_params
 from hwnas.errors import ConfigError
 from hwnas.lut.model import LatencyModel
-
-STRATEGIES: dict[str, str] = {
-    "fbnet": "hwnas.strategies.fbnet:FBNetStrategy",
-    "proxyless": "hwnas.strategies.proxyless:ProxylessStrategy",
-    "hardcore": "hwnas.strategies.hardcore:HardCoReStrategy",
-    "densenas": "hwnas.strategies.densenas:DenseNASStrategy",
-    "darts": "hwnas.strategies.darts:DartsStrategy",
-    "fairdarts": "hwnas.strategies.fairdarts:FairDartsStrategy",
-    "sp-darts": "hwnas.strategies.spdarts:SparseDartsStrategy",
-    "ostr": "hwnas.strategies.darts:OStrDartsStrategy",
-    "ddarts": "hwnas.strategies.ddarts:DDartsStrategy",
-}
+from hwnas.strategies import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -162,14 +151,21 @@ def strategy_class(name: str) -> type:
     return getattr(importlib.import_module(module), attr)
 
 
-def make_strategy(name: str, problem: SearchProblem, params: Mapping[str, Any] | None = None) -> Strategy:
-    """Build strategy `name` for `problem`, refusing a space kind it cannot search."""
+def check_strategy(name: str, params: Mapping[str, Any] | None, space: Any) -> type:
+    """The class of strategy `name` once its parameters (keys, types, values) and the kind of `space` are accepted:
+    what a search can refuse before it loads data, measures blocks or writes its run folder."""
     cls = strategy_class(name)
-    kind = space_kind(problem.space)
+    kind = space_kind(space)
     if kind not in cls.space_kinds:
         raise ConfigError(f"strategy '{name}' searches {'/'.join(cls.space_kinds)} spaces; space "
-                          f"'{getattr(problem.space, 'name', kind)}' is a {kind} space")
-    return cls(problem, dict(params or {}))
+                          f"'{getattr(space, 'name', kind)}' is a {kind} space")
+    cls.read_params(params or {})
+    return cls
+
+
+def make_strategy(name: str, problem: SearchProblem, params: Mapping[str, Any] | None = None) -> Strategy:
+    """Build strategy `name` for `problem`, refusing a space kind it cannot search."""
+    return check_strategy(name, params, problem.space)(problem, dict(params or {}))
 
 
 class TradeoffController:
@@ -202,11 +198,22 @@ class BaseStrategy:
 
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         self.problem = problem
-        self.params = parse_params(self.Params, dict(params), f"strategy '{self.name}' parameters")
+        self.params = self.read_params(params)
         self.generator = torch.Generator().manual_seed(problem.seed * 7919 + 17)
         self.epoch, self.epochs, self.warmup = 0, 1, True
         self.arch_optimizer: torch.optim.Optimizer | None = None
         self.supernet: nn.Module
+
+    @classmethod
+    def read_params(cls, params: Mapping[str, Any]) -> Any:
+        """The strategy's `Params` from a mapping: unknown keys, wrong types and unusable values refused (one line)."""
+        parsed = parse_params(cls.Params, dict(params), f"strategy '{cls.name}' parameters")
+        cls.check_params(parsed)
+        return parsed
+
+    @classmethod
+    def check_params(cls, params: Any) -> None:
+        """Refuse values the method cannot use (its choices, positive rates); subclasses with such limits override."""
 
     # -- parameters ---------------------------------------------------------------------------------------
     def arch_parameters(self) -> list[torch.Tensor]:

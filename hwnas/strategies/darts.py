@@ -57,12 +57,15 @@ class CellStrategy(BaseStrategy):
     Params = DartsParams
     per_cell: ClassVar[bool] = False
 
+    @classmethod
+    def check_params(cls, p: DartsParams) -> None:
+        if p.select not in SELECTIONS or p.ostr_window not in ("epoch", "search") or p.order not in (1, 2):
+            raise ConfigError(f"strategy '{cls.name}': select must be one of {', '.join(SELECTIONS)}, ostr_window "
+                              f"'epoch' or 'search', order 1 or 2 (got {p.select!r}, {p.ostr_window!r}, {p.order})")
+
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
         p = self.params
-        if p.select not in SELECTIONS or p.ostr_window not in ("epoch", "search") or p.order not in (1, 2):
-            raise ConfigError(f"strategy '{self.name}': select must be one of {', '.join(SELECTIONS)}, ostr_window "
-                              f"'epoch' or 'search', order 1 or 2 (got {p.select!r}, {p.ostr_window!r}, {p.order})")
         self.space: CellSpace = problem.space.with_per_cell(self.per_cell)
         self.search_space = self._search_space()
         with torch.random.fork_rng():

@@ -48,12 +48,16 @@ class DDartsStrategy(CellStrategy):
     Params = DDartsParams
     per_cell = True
 
-    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
-        super().__init__(problem, params)
-        p = self.params
+    @classmethod
+    def check_params(cls, p: DDartsParams) -> None:
+        super().check_params(p)
         if p.parsing not in PARSINGS or p.order != 1:
             raise ConfigError(f"strategy 'ddarts': parsing '{p.parsing}' (expected one of {', '.join(PARSINGS)}), "
                               f"order {p.order} (D-DARTS is first order)")
+
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
+        super().__init__(problem, params)
+        p = self.params
         if self.space.topology != "darts" and self.search_space.layers != self.space.layers:
             raise ConfigError(f"strategy 'ddarts': Algorithm 2 grows networks whose reduction cells sit at 1/3 and "
                               f"2/3; space '{self.space.name}' has none, so search_layers must be {self.space.layers}")

@@ -59,11 +59,14 @@ class DenseNASStrategy(BaseStrategy):
     space_kinds = ("dense",)
     Params = DenseNASParams
 
+    @classmethod
+    def check_params(cls, p: DenseNASParams) -> None:
+        if p.budget_control not in CONTROLS or p.arch_ops < 1 or p.tau <= 1:
+            raise ConfigError(f"strategy 'densenas': budget_control one of {CONTROLS}, arch_ops >= 1, tau > 1")
+
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
         p = self.params
-        if p.budget_control not in CONTROLS or p.arch_ops < 1 or p.tau <= 1:
-            raise ConfigError(f"strategy 'densenas': budget_control one of {CONTROLS}, arch_ops >= 1, tau > 1")
         self.space: DenseSpace = problem.space
         self.cost: DenseCost = dense_cost(self.space, problem.latency)
         self.supernet = DenseSupernet(self.space, masked=p.masked)

@@ -54,15 +54,18 @@ class FBNetStrategy(ChainLogitsStrategy):
     name = "fbnet"
     Params = FBNetParams
 
-    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
-        super().__init__(problem, params)
-        p = self.params
+    @classmethod
+    def check_params(cls, p: FBNetParams) -> None:
         if (p.budget_control not in CONTROLS or p.projection not in METHODS or p.tau0 <= 0 or p.tau_end < 0
                 or p.select not in SELECTIONS):
             raise ConfigError(f"strategy 'fbnet': budget_control must be one of {CONTROLS}, projection one of "
                               f"{METHODS}, select one of {SELECTIONS}, tau0 > 0, tau_end >= 0")
         if p.select == "loss" and p.hard:
             raise ConfigError("strategy 'fbnet': select=loss measures the soft mixture; it needs hard=false")
+
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
+        super().__init__(problem, params)
+        p = self.params
         self.arch_optimizer = torch.optim.Adam(self.logits, lr=p.arch_lr, weight_decay=p.arch_weight_decay)
         self.control = self.make_control(p.beta, 0.05, 20.0)
         self.tau = p.tau0

@@ -78,13 +78,16 @@ class HardCoReStrategy(BaseStrategy):
     space_kinds = ("chain",)
     Params = HardCoReParams
 
-    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
-        super().__init__(problem, params)
-        p = self.params
+    @classmethod
+    def check_params(cls, p: HardCoReParams) -> None:
         if (p.block not in ("random", "alternate") or not 0 < p.max_gamma <= 1 or not 0 <= p.momentum < 1
                 or p.samples < 1):
             raise ConfigError("strategy 'hardcore': block must be random|alternate, 0 < max_gamma <= 1, "
                               "0 <= momentum < 1, samples >= 1")
+
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
+        super().__init__(problem, params)
+        p = self.params
         self.space = problem.space
         self.cost: ChainCost = chain_cost(self.space, problem.latency)
         self.supernet = ChainSupernet(self.space, masked=p.masked)
@@ -368,8 +371,12 @@ class HardCoReStrategy(BaseStrategy):
         return self._choices([a.numpy() for a in alpha], {s: b.numpy() for s, b in beta.items()})
 
     def extra_state(self) -> dict[str, Any]:
-        return {"k": self.k, "buffers": self._buffers}
+        # momentum buffers as tensors: a checkpoint holds tensors and plain values only (read with weights_only)
+        return {"k": self.k, "buffers": {name: None if grads is None else [torch.from_numpy(np.asarray(g))
+                                                                           for g in grads]
+                                         for name, grads in self._buffers.items()}}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.k = int(state.get("k", 0))
-        self._buffers = state.get("buffers", self._buffers)
+        for name, grads in (state.get("buffers") or {}).items():
+            self._buffers[name] = None if grads is None else [np.asarray(g) for g in grads]

@@ -48,12 +48,15 @@ class ProxylessStrategy(ChainLogitsStrategy):
     name = "proxyless"
     Params = ProxylessParams
 
-    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
-        super().__init__(problem, params)
-        p = self.params
+    @classmethod
+    def check_params(cls, p: ProxylessParams) -> None:
         if p.budget_control not in CONTROLS or p.projection not in METHODS or p.paths < 1:
             raise ConfigError(f"strategy 'proxyless': budget_control must be one of {CONTROLS}, projection one of "
                               f"{METHODS}, paths >= 1")
+
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
+        super().__init__(problem, params)
+        p = self.params
         self.arch_optimizer = torch.optim.Adam(self.logits, lr=p.arch_lr, betas=(p.arch_beta1, 0.999),
                                                weight_decay=p.arch_weight_decay)
         self.control = self.make_control(p.lam, 1e-3, 100.0)

@@ -46,11 +46,14 @@ class SparseDartsStrategy(CellStrategy):
     name = "sp-darts"
     Params = SparseDartsParams
 
-    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
-        super().__init__(problem, params)
-        p = self.params
+    @classmethod
+    def check_params(cls, p: SparseDartsParams) -> None:
+        super().check_params(p)
         if p.t_sp <= 0 or p.t_sm_ratio <= 0 or not 0 <= p.p_low <= 1 or not 0 <= p.p_up <= 1:
             raise ConfigError("strategy 'sp-darts': t_sp and t_sm_ratio must be > 0, p_low and p_up in [0, 1]")
+
+    def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
+        super().__init__(problem, params)
         self.p = 0.0
         self.phis: list[int] = []  # φ of this epoch's batches, drawn as the weight steps reach them
         self.weight_step = 0
