@@ -162,18 +162,18 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
 
 def load_config(path: str | Path) -> SearchConfig:
     """A run's config.yaml, every key checked."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    from hwnas.files import read_yaml
+
+    data = read_yaml(path, "config file")
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, found a {type(data).__name__}")
     return from_dict(SearchConfig, data or {}, str(path))
 
 
 def save_config(config: SearchConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    from hwnas.files import write_atomically
+
+    write_atomically(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def override(config: Any, **changes: Any) -> Any:

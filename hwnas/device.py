@@ -11,9 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwnas.errors import ConfigError
+from hwnas.files import read_yaml
 from hwnas.units import MAX_BATCH, MAX_THREADS, shown
 
 RUNTIMES = ("onnxruntime", "tensorrt", "tflite", "coreml", "torch")
@@ -97,19 +96,7 @@ def _check_device(source: str, name: str, entry: Any) -> Device:
 def load_devices(path: str | Path | None = None) -> dict[str, Device]:
     """All devices of a YAML file (the shipped registry when `path` is None)."""
     source = Path(path) if path is not None else BUILTIN_DEVICES
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such devices file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{source}: cannot read this devices file as UTF-8 text ({error})") from None
-    except ValueError as error:  # a number past Python's 4300-digit limit
-        raise ConfigError(f"{source}: is not a usable devices file ({error})") from None
-    except (yaml.YAMLError, RecursionError) as error:  # RecursionError: nested thousands of levels deep
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(error, "problem", None) or error).split())
-        raise ConfigError(f"{source}:{line} is not valid YAML ({problem})") from None
+    data = read_yaml(source, "devices file")
     if not isinstance(data, dict) or not isinstance(data.get("devices"), dict):
         raise ConfigError(f"{source}: expected a top-level 'devices:' mapping of device name -> settings")
     extra = sorted(set(data) - {"devices"}, key=str)

@@ -1,5 +1,6 @@
-"""Safe writes: a file is replaced whole or not at all (temporary file, fsync, rename), and a lock file lets one
-process at a time write a table. A full disk or a kill leaves the previous file intact."""
+"""Files a user hands hwnas or hwnas writes: YAML read with one line for any fault, writes that replace a file whole
+or not at all (temporary file, fsync, rename), and a lock file that lets one process at a time write a table. A
+full disk or a kill leaves the previous file intact."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from hwnas.errors import HwnasError
+import yaml
+
+from hwnas.errors import ConfigError, HwnasError
 
 
 @contextmanager
@@ -92,3 +95,22 @@ def _command() -> str:
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
     return " ".join([name, *sys.argv[1:3]])
 
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document in `path` (`what` names the kind of file in messages); any fault is one ConfigError line:
+    missing, unreadable, not UTF-8, not YAML (with its line), nested too deep, a number too long to convert."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read this {what} as UTF-8 text ({error})") from None
+    except (yaml.YAMLError, RecursionError) as error:  # RecursionError: nested thousands of levels deep
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise ConfigError(f"{path}:{line} is not valid YAML ({problem})") from None
+    except ValueError as error:  # a number past Python's 4300-digit limit
+        raise ConfigError(f"{path}: is not a usable {what} ({error})") from None

@@ -92,7 +92,8 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     if measure:
         try:
             timing = measure_trained(arch, config, space_name(saved))
-            report.update(measured_ms=timing["median_ms"], measured_ci_upper_ms=timing["ci_upper_ms"])
+            report.update(measured_ms=timing["median_ms"], measured_ci_upper_ms=timing["ci_upper_ms"],
+                          measured_reference_ratio=timing["reference_ratio"])  # the machine's speed vs the LUT's
         except HwnasError as error:  # the runtime or the device is not reachable from here: say so, keep results
             report["measure_error"] = str(error)
     folder.write_json(TRAIN_REPORT, report)

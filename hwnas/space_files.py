@@ -13,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwnas.errors import ConfigError
+from hwnas.files import read_yaml
 from hwnas.spaces import Space, Stage
 
 _SPACE_KEYS = {"name", "stem", "stages", "head", "classifier", "num_classes", "resolution", "act", "description"}
@@ -52,12 +51,7 @@ def _stage(where: str, entry: Any) -> Stage:
 def load_space_file(path: str | Path) -> Space:
     """A chain `Space` from YAML, every key checked; its positions are built so bad block strings fail here."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such space file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    data = read_yaml(path, "space file")
     where = str(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {', '.join(sorted(_SPACE_KEYS))}")

@@ -10,7 +10,6 @@ the reference, which defines every function.
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ import torch
 from hwnas.errors import ConfigError, RuntimeUnavailable
 from hwnas.kernels import contract, reference
 from hwnas.kernels.runtime import triton_unusable_reason
+from hwnas.registry import resolve
 
 MODES = ("auto", "reference", "folded", "triton", "cuda")
 
@@ -35,8 +35,7 @@ class Implementation:
     supports: Callable[..., bool]
 
     def resolve(self) -> Callable[..., Any]:
-        module, _, attribute = self.function.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return resolve(self.function)
 
 
 IMPLEMENTATIONS: dict[str, tuple[Implementation, ...]] = {

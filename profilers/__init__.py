@@ -11,6 +11,7 @@ from pathlib import Path
 from hwnas.device import Device
 from hwnas.errors import ConfigError, RuntimeUnavailable
 from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing
+from hwnas.registry import resolve
 
 PROFILERS: dict[str, str] = {
     "onnxruntime": "hwnas.profilers.onnxruntime:OnnxRuntimeProfiler",
@@ -22,8 +23,7 @@ PROFILERS: dict[str, str] = {
 
 
 def _resolve(path: str) -> type[Profiler]:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return resolve(path)
 
 
 def profiler_class(runtime: str) -> type[Profiler]:

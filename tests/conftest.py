@@ -36,3 +36,15 @@ def tiny_lut(tmp_path_factory, tiny_space):
     report, table = build_lut(get_device("cpu"), tiny_space.specs(), path, QUICK, steadiness=None)
     assert report.measured == len(tiny_space.specs())
     return path
+
+
+@pytest.fixture(scope="session")
+def folder(tmp_path_factory):
+    """The tiny chain space's YAML and a real LUT of the tiny chain and dense spaces (tests/search_helpers.py), built
+    once per session for every search test (a module may define its own `folder` instead)."""
+    from tests.search_helpers import measured_model, tiny_chain, tiny_dense
+
+    path = tmp_path_factory.getbasetemp() / "search"
+    path.mkdir(exist_ok=True)
+    measured_model(path / "cpu.csv", tiny_chain(path), tiny_dense())
+    return path

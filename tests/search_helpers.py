@@ -60,3 +60,17 @@ def tiny_search_config(folder: Path, strategy: str, budget: str = "30%", **chang
                   calibrate_networks=0, confirm=False)
     values.update(changes)
     return SearchConfig(**values)
+
+
+def one_line_error(result) -> str:
+    """A CLI result that failed with exactly one `error:` line and no traceback; its output on one line."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1, result.output
+    return " ".join(result.output.split())
+
+
+def search_args(folder: Path, out: Path, *extra: str, epochs: str | None = "2") -> list[str]:
+    """`hwnas search` of the tiny chain space on 320 digits with the LUT in `folder`, predictions only."""
+    return ["search", "--space", str(write_tiny_chain(folder)), "--lut", str(folder / "cpu.csv"), "--out", str(out),
+            "--resolution", str(RESOLUTION), "--limit", "320", "--threads", "1", "--calibrate-networks", "0",
+            "--no-confirm", *(("--epochs", epochs) if epochs else ()), *extra]

@@ -22,29 +22,15 @@ from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import Timing
 from hwnas.search import run_search
 from hwnas.strategies import SearchProblem, make_strategy
-from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, tiny_search_config
+from tests.search_helpers import RESOLUTION, one_line_error, tiny_chain, tiny_dense, tiny_search_config
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "search"
-    path.mkdir(exist_ok=True)
-    measured_model(path / "cpu.csv", tiny_chain(path), tiny_dense())
-    return path
 
 
 def _copy_lut(folder, target):
     for suffix in (".csv", ".meta.json"):
         (target / f"cpu{suffix}").write_bytes((folder / f"cpu{suffix}").read_bytes())
     return target / "cpu.csv"
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and result.output.count("error:") == 1, result.output
-    return " ".join(result.output.split())
 
 
 # -- one owner for a device's table --------------------------------------------------------------------------------
@@ -62,7 +48,7 @@ def test_search_refuses_another_devices_table(folder, tmp_path):
 
 
 def test_lut_predict_refuses_another_devices_table(folder):
-    message = _one_line_error(runner.invoke(app, ["lut", "predict", f"{RESOLUTION}:relu:ir_k3_e1_c8,fc_c10",
+    message = one_line_error(runner.invoke(app, ["lut", "predict", f"{RESOLUTION}:relu:ir_k3_e1_c8,fc_c10",
                                                   "--device", "gpu", "--lut", str(folder / "cpu.csv")]))
     assert "does not serve device 'gpu'" in message
 
@@ -74,7 +60,7 @@ def test_train_and_export_refuse_another_devices_table(folder, tmp_path):
     (out / "config.yaml").write_text(config)
     arch = json.loads((out / "arch.json").read_text())
     (out / "arch.json").write_text(json.dumps({**arch, "device": "gpu"}))
-    message = _one_line_error(runner.invoke(app, ["train", str(out), "--epochs", "1"]))
+    message = one_line_error(runner.invoke(app, ["train", str(out), "--epochs", "1"]))
     assert "does not serve device 'gpu'" in message
     exported = runner.invoke(app, ["export", str(out), "--to", "onnx", "--out", str(tmp_path / "x")])
     assert exported.exit_code == 0 and "Traceback" not in exported.output, exported.output

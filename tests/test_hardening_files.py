@@ -29,6 +29,7 @@ from hwnas.lut import LatencyModel, LatencyTable
 from hwnas.lut.table import table_lock
 from hwnas.profilers.base import Timing
 from hwnas.run import RunDir
+from tests.search_helpers import one_line_error
 
 runner = CliRunner()
 FINGERPRINT = {"cpu": "test-cpu", "runtime": "onnxruntime", "runtime_version": "1", "threads": 1,
@@ -52,12 +53,6 @@ def _table(path: Path, channels=(8, 16, 24)) -> LatencyTable:
     for i, c in enumerate(channels):
         table.append(BlockSpec(Op.parse("ir_k3_e6"), c, c, 8, 8), Timing.from_samples([1.0 + i, 1.1 + i, 1.2 + i]))
     return table
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and result.output.count("error:") == 1, result.output
-    return " ".join(result.output.split())
 
 
 # -- 1. no code from a file ----------------------------------------------------------------------------------------
@@ -143,7 +138,7 @@ def test_a_second_writer_of_a_table_is_refused_with_the_holder_named(tmp_path):
                 pass
         with pytest.raises(HwnasError, match="is being written by pid"):
             LatencyTable.load(path).update_meta(lambda meta: meta.update(calibration=None))
-        message = _one_line_error(runner.invoke(app, ["profile", "--lut", str(path), "-r", "8", "--classes", "10"]))
+        message = one_line_error(runner.invoke(app, ["profile", "--lut", str(path), "-r", "8", "--classes", "10"]))
         assert f"is being written by pid {holder.pid}" in message
     finally:
         holder.communicate("\n", timeout=30)
@@ -328,7 +323,7 @@ def test_lut_show_of_a_damaged_table_is_one_line(tmp_path):
     path = tmp_path / "cpu.csv"
     _table(path)
     _replace_in_row(path, 1, "p50_ms", "-1")
-    message = _one_line_error(runner.invoke(app, ["lut", "show", "--lut", str(path)]))
+    message = one_line_error(runner.invoke(app, ["lut", "show", "--lut", str(path)]))
     assert "line 2, column p50_ms" in message
 
 

@@ -9,29 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from hwnas.cli import app
-from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, write_tiny_chain
+from tests.search_helpers import one_line_error, search_args, tiny_chain, write_tiny_chain
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "search"
-    path.mkdir(exist_ok=True)
-    measured_model(path / "cpu.csv", tiny_chain(path), tiny_dense())
-    return path
-
-
 def _args(folder, out, *extra: str) -> list[str]:
-    return ["search", "--space", str(write_tiny_chain(folder)), "--lut", str(folder / "cpu.csv"), "--out", str(out),
-            "--resolution", str(RESOLUTION), "--limit", "320", "--epochs", "2", "--threads", "1",
-            "--calibrate-networks", "0", "--no-confirm", *extra]
+    return search_args(folder, out, *extra)
 
 
-def _error(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and result.output.count("error:") == 1
-    return " ".join(result.output.split())
+_error = one_line_error
 
 
 def test_search_then_train_json(folder, tmp_path):

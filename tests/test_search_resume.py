@@ -9,21 +9,12 @@ import subprocess
 import sys
 import time
 
-import pytest
 from typer.testing import CliRunner
 
 from hwnas.cli import app
-from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, write_tiny_chain
+from tests.search_helpers import RESOLUTION, write_tiny_chain
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "search"
-    path.mkdir(exist_ok=True)
-    measured_model(path / "cpu.csv", tiny_chain(path), tiny_dense())
-    return path
 
 
 def _args(folder, out) -> list[str]:

@@ -22,14 +22,6 @@ from tests.search_helpers import (
 STRATEGIES = ["fbnet", "proxyless", "hardcore", "densenas"]
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "search"
-    path.mkdir(exist_ok=True)
-    measured_model(path / "cpu.csv", tiny_chain(path), tiny_dense())
-    return path
-
-
 def _search(folder, tmp_path, strategy: str, name: str = "run", **changes):
     space = tiny_dense() if strategy == "densenas" else None
     if space is not None:

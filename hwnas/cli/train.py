@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def train(
     run: Path = typer.Argument(..., help="Run directory written by `hwnas search`.", file_okay=False),
-    epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs [default: the run's train.epochs]."),
-    lr: float = typer.Option(None, "--lr", help="SGD learning rate [default: the run's train.lr]."),
+    epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs (default: the run's train.epochs)."),
+    lr: float = typer.Option(None, "--lr", help="SGD learning rate (default: the run's train.lr)."),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure the network's latency on the "
                                  "run's device."),
     as_json: bool = JsonFlag,

@@ -6,13 +6,13 @@ Third parties add a format with a `hwnas.exporters` entry point naming their mod
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 from types import ModuleType
 
 from hwnas.errors import ConfigError, RuntimeUnavailable
 from hwnas.export.common import CheckSkipped, Parity, UnsupportedBlock
 from hwnas.export.fold import fold_batchnorm
+from hwnas.registry import resolve
 
 EXPORTERS: dict[str, str] = {
     "onnx": "hwnas.export.onnx",
@@ -25,7 +25,7 @@ EXPORTERS: dict[str, str] = {
 def exporter_module(name: str) -> ModuleType:
     """The exporter module of a format, built in or from a `hwnas.exporters` entry point; not checked."""
     if name in EXPORTERS:
-        return importlib.import_module(EXPORTERS[name])
+        return resolve(EXPORTERS[name])
     for entry in entry_points(group="hwnas.exporters"):
         if entry.name == name:
             return entry.load()

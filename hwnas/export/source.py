@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from hwnas.arch import Arch
 from hwnas.batchnorm import reestimate_batchnorm
 from hwnas.config import SPLIT_OPTIONS
 from hwnas.errors import ConfigError, HwnasError
+from hwnas.files import read_yaml
 
 WEIGHTS_FILE = "trained.pt"
 
@@ -106,10 +106,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise HwnasError(f"{path}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    data = read_yaml(path, "config file")
     return data if isinstance(data, dict) else {}
 
 

@@ -36,7 +36,6 @@ Register a strategy by adding `"name": "module.path:ClassName"` to STRATEGIES (h
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -49,6 +48,7 @@ from hwnas.arch import Arch
 from hwnas.config import parse_params
 from hwnas.errors import ConfigError
 from hwnas.lut.model import LatencyModel
+from hwnas.registry import resolve
 from hwnas.strategies import STRATEGIES
 
 
@@ -147,8 +147,7 @@ def space_kind(space: Any) -> str:
 def strategy_class(name: str) -> type:
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy '{name}' (known: {', '.join(STRATEGIES)})")
-    module, _, attr = STRATEGIES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return resolve(STRATEGIES[name])
 
 
 def check_strategy(name: str, params: Mapping[str, Any] | None, space: Any) -> type:
