@@ -125,7 +125,7 @@ _WORKER_SPLITS: dict[str, Any] = {}
 
 def _start_worker(data: DataConfig, threads: int) -> None:
     torch.set_num_threads(threads)
-    _WORKER_SPLITS.update(load_splits(data.source, data.resolution, ("train", "test"), **data.split_options()))
+    _WORKER_SPLITS.update(load_splits(data.source, data.resolution, ("train", "test"), **data.load_options()))
 
 
 def _train_in_worker(arch: str, epochs: int, config: SearchConfig, seed: int) -> float:
@@ -326,7 +326,7 @@ def main() -> None:
                         threads=args.threads, seed=args.seed, zero_init_residual=not args.unit_init,
                         select_candidates=args.candidates,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
-    splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
+    splits = load_splits(data.source, data.resolution, ("train", "test"), **data.load_options())
     trained = replace(base, train=replace(base.train, lr=args.train_lr))
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, trained, seeds, args.jobs)
     runs = workdir if args.quick else args.runs

@@ -48,7 +48,7 @@ SCORING_SPLITS = {"val": ("val",), "test": ("test",), "heldout": HELDOUT_SPLITS}
 def _splits(data: DataConfig, split: str) -> dict[str, Any]:
     """The calibration and scoring splits, read once for all the searches of a run (they share the data)."""
     return load_splits(data.source, data.resolution, ("train_weights", *SCORING_SPLITS[split]),
-                       **data.split_options())
+                       **data.load_options())
 
 
 def supernet_scores(run_path: Path, space: Any, lut: Path, quick: bool, networks: dict[str, str], split: str,

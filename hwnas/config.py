@@ -35,10 +35,19 @@ class DataConfig:
     limit: int = 0  # keep at most this many images per split (0: all); for quick checks and tests
     train_limit: int = 0  # keep at most this many training images (0: all), test and val whole: a large dataset's
     #                       full test set resolves small accuracy differences while training stays affordable
+    loader: str = "auto"  # memory: decode the splits into memory; stream: decode batch by batch from disk in worker
+    #                       processes; auto: memory up to hwnas.data.IN_MEMORY_BYTES (1 GiB) of decoded images
+    workers: int = 2  # worker processes decoding a streamed split's images (0: in the training process)
+    cache: str | None = None  # folder for the decoded images at `resolution` (a numpy memmap, built once, rebuilt
+    #                           when the source's files change); None: decode from the source every epoch
 
     def split_options(self) -> dict[str, Any]:
         """The `hwnas.data.load_splits` keywords that decide which images land in which split."""
         return {name: getattr(self, name) for name in SPLIT_OPTIONS}
+
+    def load_options(self) -> dict[str, Any]:
+        """Every `hwnas.data.load_splits` keyword: the split options and how the images are read."""
+        return {**self.split_options(), "loader": self.loader, "workers": self.workers, "cache": self.cache}
 
 
 @dataclass(frozen=True)

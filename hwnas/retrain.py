@@ -61,7 +61,7 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
         _check_table(config)
     saved = json.loads(folder.file(ARCH).read_text())
     data = config.data
-    splits = load_splits(data.source, data.resolution, ("train", "test"), **data.split_options())
+    splits = load_splits(data.source, data.resolution, ("train", "test"), **data.load_options())
     if arch.num_classes != splits["train"].num_classes:
         raise HwnasError(f"{folder.file(ARCH)}: {arch.num_classes} classes, the data has "
                          f"{splits['train'].num_classes}")

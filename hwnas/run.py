@@ -6,7 +6,8 @@
                    epoch, RNG states), replaced atomically so a kill never leaves half a file
     arch.json      the derived architecture (`Arch.save(path, device=..., space=..., strategy=..., budget_ms=...,
                    predicted_ms=...)`)
-    search.json    summary: budget, derivation (repaired or not), timings, world size
+    search.json    summary: budget, derivation (repaired or not), predicted and measured latency, timings
+    splits.json    the data source's fingerprint and each split's size and index hash (stable across runs and ranks)
     arch_weights.png, latency.png   plots at the end
     trained.pt, train.json          written by `hwnas train runs/NAME`
 """
@@ -28,6 +29,7 @@ from hwnas.errors import HwnasError
 from hwnas.files import atomic_writer, write_atomically
 
 CONFIG, HISTORY, CHECKPOINT, ARCH, SUMMARY = "config.yaml", "history.csv", "supernet.pt", "arch.json", "search.json"
+SPLITS = "splits.json"  # which images each split holds (hwnas.data.split_record): equal records, equal images
 TRAINED, TRAIN_REPORT = "trained.pt", "train.json"
 CHECKPOINT_KEYS = ("epoch", "supernet", "strategy", "optimizer", "rng")
 

@@ -16,7 +16,7 @@ import torch
 from hwnas.config import SearchConfig, check_search_config, override, to_dict
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.ops import zero_init_residual_branches
-from hwnas.run import ARCH, SUMMARY, RunDir
+from hwnas.run import ARCH, SPLITS, SUMMARY, RunDir
 from hwnas.strategies.base import Derivation, SearchProblem, check_strategy, make_strategy
 from hwnas.train import (
     EpochRecord,
@@ -192,7 +192,7 @@ def _search(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, spa
     started = time.perf_counter()
     data = config.data
     splits = load_splits(data.source, data.resolution, ("train_weights", "train_arch", "val"),
-                         **data.split_options())
+                         **data.load_options())
     num_classes = splits["train_weights"].num_classes
     space = space.with_classes(num_classes)
     model, lut_path = open_latency_model(config, space, ranks, reporter)
@@ -204,7 +204,10 @@ def _search(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, spa
     problem = SearchProblem(space, model, budget_ms, config.seed, config.budget_floor)
     strategy = make_strategy(config.strategy, problem, config.strategy_params)
     if ranks.is_main:  # after the strategy accepted the space: a refusal leaves no run folder behind
+        from hwnas.data import split_record
+
         run.create(config, resume)
+        run.write_json(SPLITS, split_record(data.source, data.resolution, **data.split_options()))
     ranks.barrier()
     if config.zero_init_residual:
         zero_init_residual_branches(strategy.supernet)

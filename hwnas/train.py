@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.batchnorm import batchnorm_recalibrated
-from hwnas.data import ImageDataset
+from hwnas.data import SplitDataset, count_batches
 from hwnas.errors import HwnasError
 from hwnas.strategies.base import StepContext, Strategy
 
@@ -169,9 +169,9 @@ class SearchLoop:
     """Runs search epochs for one strategy over the weight, architecture and validation splits."""
 
     strategy: Strategy
-    weights: ImageDataset
-    arch: ImageDataset
-    val: ImageDataset
+    weights: SplitDataset
+    arch: SplitDataset
+    val: SplitDataset
     optimizer: torch.optim.Optimizer
     epochs: int
     warmup_epochs: int
@@ -185,7 +185,7 @@ class SearchLoop:
     on_step: Callable[[int, int, int, dict[str, float]], None] | None = None  # (epoch, step, steps, metrics)
 
     def steps_per_epoch(self) -> int:
-        return max(1, (len(self.weights) // self.ranks.world) // self.batch_size)
+        return count_batches(len(self.weights), self.batch_size, self.ranks.world)
 
     def run(self, start_epoch: int, on_epoch: Callable[[EpochRecord], None]) -> None:
         for epoch in range(start_epoch, self.epochs):
@@ -199,11 +199,13 @@ class SearchLoop:
         warmup = epoch < self.warmup_epochs
         strategy = self.strategy
         strategy.start_epoch(epoch, self.epochs, warmup)
-        weight_batches = list(self.weights.batches(self.batch_size, seed=self.seed, epoch=epoch, rank=self.ranks.rank,
-                                                   world=self.ranks.world))
-        arch_batches = [] if warmup else list(self.arch.batches(
-            self.batch_size, seed=self.seed + 1, epoch=epoch, rank=self.ranks.rank, world=self.ranks.world))
-        steps = len(weight_batches)
+        # batches are drawn as the steps reach them (a streamed split holds only the next few in memory)
+        weight_batches = self.weights.batches(self.batch_size, seed=self.seed, epoch=epoch, rank=self.ranks.rank,
+                                              world=self.ranks.world)
+        arch_batches = iter(()) if warmup else self.arch.batches(
+            self.batch_size, seed=self.seed + 1, epoch=epoch, rank=self.ranks.rank, world=self.ranks.world)
+        steps = self.steps_per_epoch()
+        arch_count = 0 if warmup else count_batches(len(self.arch), self.batch_size, self.ranks.world)
         totals = {"weight_loss": 0.0, "arch_loss": 0.0, "correct": 0.0, "seen": 0.0, "arch_steps": 0.0}
         lr = self.base_lr
         for step, (x, y) in enumerate(weight_batches):
@@ -227,9 +229,9 @@ class SearchLoop:
             totals["correct"] += float((out.logits.detach().argmax(1) == y).sum())
             totals["seen"] += len(y)
             metrics = {"loss": float(out.loss.detach()), **out.metrics}
-            due = (step + 1) * len(arch_batches) // steps - step * len(arch_batches) // steps
-            for index in range(step * len(arch_batches) // steps, step * len(arch_batches) // steps + due):
-                xa, ya = (t.to(self.device) for t in arch_batches[index])
+            due = (step + 1) * arch_count // steps - step * arch_count // steps
+            for _ in range(due):
+                xa, ya = (t.to(self.device) for t in next(arch_batches))
                 for p in strategy.arch_parameters():
                     p.grad = None
                 arch_metrics = strategy.arch_backward(xa, ya, StepContext((x, y), self.optimizer, lr, epoch, step))
@@ -302,7 +304,7 @@ class TrainRecord:
     seconds: float
 
 
-def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_size: int, lr: float,
+def train_network(model: nn.Module, train: SplitDataset, *, epochs: int, batch_size: int, lr: float,
                   momentum: float, weight_decay: float, seed: int, label_smoothing: float = 0.0,
                   on_epoch: Callable[[TrainRecord], None] | None = None,
                   on_step: Callable[[int, int, int], None] | None = None,
@@ -315,12 +317,12 @@ def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_s
     for epoch in range(epochs):
         start = time.perf_counter()
         model.train()
-        batches = list(train.batches(batch_size, seed=seed, epoch=epoch))
+        steps = count_batches(len(train), batch_size)
         total = correct = seen = 0.0
         current = lr
-        for step, (x, y) in enumerate(batches):
+        for step, (x, y) in enumerate(train.batches(batch_size, seed=seed, epoch=epoch)):
             x, y = x.to(device), y.to(device)
-            current = cosine_lr(lr, (epoch + step / len(batches)) / epochs)
+            current = cosine_lr(lr, (epoch + step / steps) / epochs)
             for group in optimizer.param_groups:
                 group["lr"] = current
             logits = model(x)
@@ -333,7 +335,7 @@ def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_s
             correct += float((logits.detach().argmax(1) == y).sum())
             seen += len(y)
             if on_step:
-                on_step(epoch, step, len(batches))
+                on_step(epoch, step, steps)
         record = TrainRecord(epoch, total / max(seen, 1), correct / max(seen, 1), current, time.perf_counter() - start)
         records.append(record)
         if on_epoch:
@@ -342,7 +344,7 @@ def train_network(model: nn.Module, train: ImageDataset, *, epochs: int, batch_s
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> float:
+def accuracy(model: nn.Module, data: SplitDataset, batch_size: int = 256) -> float:
     model.eval()
     device = next(model.parameters()).device
     correct = seen = 0

@@ -185,7 +185,8 @@ def test_bad_sources(source, message):
 
 def test_broken_image_is_one_line(tmp_path):
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.png").write_text("not an image")
+    for name in ("x.png", "y.png"):  # two: a folder of one image is refused before any is read (too few to split)
+        (tmp_path / "a" / name).write_text("not an image")
     with pytest.raises(ConfigError, match="cannot read this image"):
         load_dataset(str(tmp_path), 16)
 

@@ -81,6 +81,12 @@ class CellSpace:
     def with_per_cell(self, per_cell: bool = True) -> CellSpace:
         return replace(self, per_cell=per_cell)
 
+    def nearest_layers(self, count: int) -> int:
+        """The cell count nearest `count` that this topology allows (NAS-Bench-201: a multiple of 3, its stages)."""
+        if self.topology == "nb201":
+            return max(3, 3 * round(count / 3))
+        return max(1, count)
+
     # -- topology -----------------------------------------------------------------------------------------
     @property
     def inputs(self) -> int:

@@ -84,7 +84,9 @@ class SearchCell(nn.Module):
 
 class CellSupernet(nn.Module):
     """The search network of a `CellSpace`. `forward(x, weights)` takes one [edges, ops] tensor per group;
-    `active[i] = False` replaces cell i's output by zeros (D-DARTS' ablation, thesis Eq. 4.2)."""
+    `active[i] = False` takes cell i out (D-DARTS' ablation, thesis Eq. 4.2): its output is zeros where the next
+    cells still see the state before it (DARTS), its input where it is the only path (NAS-Bench-201's chain, which
+    zeros would cut: every ablated loss equal, gradients exploding through batch norms of constant inputs)."""
 
     def __init__(self, space: CellSpace):
         super().__init__()
@@ -103,7 +105,8 @@ class CellSupernet(nn.Module):
             inputs = (prev_prev, prev) if self.space.inputs == 2 else (prev,)
             if active is not None and not active[index]:
                 slot = cell.slot
-                out = prev.new_zeros(prev.shape[0], slot.out_channels, slot.size, slot.size)
+                out = prev if len(inputs) == 1 else prev.new_zeros(prev.shape[0], slot.out_channels, slot.size,
+                                                                    slot.size)
             else:
                 out = cell(inputs, weights[cell.slot.group])
             prev_prev, prev = prev, out

@@ -48,6 +48,13 @@ def search(
     train_limit: int = typer.Option(None, "--train-limit", min=0, help="Keep at most N training images, every test "
                                     "and validation image (a large dataset at affordable cost; 0: all; "
                                     f"default: {DEFAULT_DATA.train_limit})."),
+    loader: str = typer.Option(None, "--loader", help="How images are read: memory (decoded once into memory), "
+                               "stream (decoded batch by batch by worker processes), auto (memory up to 1 GiB of "
+                               f"decoded images; default: {DEFAULT_DATA.loader})."),
+    workers: int = typer.Option(None, "--workers", min=0, help="Worker processes decoding a streamed split "
+                                f"(default: {DEFAULT_DATA.workers})."),
+    cache: Path = typer.Option(None, "--cache", file_okay=False, help="Folder for decoded images at the search "
+                               "resolution (built once, rebuilt when the source changes; default: none)."),
     weight_lr: float = typer.Option(None, "--weight-lr", min=0.0, help="SGD learning rate of the supernet "
                                     f"(default: {DEFAULT.weight_lr})."),
     torch_device: str = typer.Option(None, "--torch-device", help="Where the supernet trains: auto, cpu, cuda, "
@@ -97,7 +104,8 @@ def search(
             raise ConfigError("--latency-budget is required (e.g. 20ms, or 50% of the space's feasible range)")
         params = {**config.strategy_params, **parse_assignments(param), **({"select": select} if select else {})}
         data_config = override(config.data or DataConfig(), source=data, resolution=resolution, batch_size=batch_size,
-                               limit=limit, train_limit=train_limit)
+                               limit=limit, train_limit=train_limit, loader=loader, workers=workers,
+                               cache=str(cache) if cache else None)
         config = override(config, device=device, space=space, strategy=strategy, budget=latency_budget, seed=seed,
                           epochs=epochs, warmup_epochs=warmup_epochs, weight_lr=weight_lr, threads=threads,
                           torch_device=torch_device, select_candidates=candidates,

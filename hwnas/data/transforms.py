@@ -33,11 +33,11 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float, scaled to [0, 1] then standardised per channel."""
-    x = images.float() / 255.0
-    mean_t = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean_t) / std_t
+    """uint8 (N, C, H, W) -> float, scaled to [0, 1] then standardised per channel: (x / 255 - mean) / std, as one
+    scale and one shift on a new tensor."""
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(1, -1, 1, 1)
+    offset = torch.tensor([m / s for m, s in zip(mean, std)]).view(1, -1, 1, 1)
+    return images.to(torch.float32, copy=True).mul_(scale).sub_(offset)
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -61,3 +61,14 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     out = images.clone()
     out[flip] = images[flip].flip(-1)
     return out
+
+
+def prepare(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], shift: int, flip: bool,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """A uint8 batch as the network sees it: with a generator, randomly shifted by up to `shift` pixels (and
+    flipped where `flip`), then normalised. In memory and streamed splits alike."""
+    if generator is not None and shift:
+        images = random_shift(images, shift, generator)
+        if flip:
+            images = random_hflip(images, generator)
+    return normalize(images, mean, std)

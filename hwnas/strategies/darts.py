@@ -46,7 +46,8 @@ class DartsParams:
     early_stop: int = 0  # stop when the selected cells are unchanged for this many epochs (OStr K; 0: never)
     latency_weight: float = 1.0  # λ of the budget hinge λ · max(0, E[LAT]/T − 1) on the architecture loss
     search_channels: int = 4  # C of the proxy supernet (0: the space's); the space's network is what deploys
-    search_layers: int = 5  # cells of the proxy supernet (0: the space's)
+    search_layers: int | None = None  # cells of the proxy supernet (None: 5, or the nearest count the space's
+    #                                   topology allows: 6 on nb201; 0: the space's)
     search_resolution: int = 16  # input side of the proxy (images average-pooled down; 0: the data's)
 
 
@@ -56,6 +57,7 @@ class CellStrategy(BaseStrategy):
     space_kinds: ClassVar[tuple[str, ...]] = ("cell",)
     Params = DartsParams
     per_cell: ClassVar[bool] = False
+    default_search_layers: ClassVar[int] = 5  # the proxy's cells when search_layers is not set
 
     @classmethod
     def check_params(cls, p: DartsParams) -> None:
@@ -81,9 +83,15 @@ class CellStrategy(BaseStrategy):
         self.diagnostics = CellDiagnostics()
         self.last_metrics: dict[str, float] = {}
 
+    def default_layers(self) -> int:
+        """The proxy's cells when search_layers is not set: `default_search_layers`, or the nearest count the
+        space's topology allows (a given search_layers is taken as it is, and refused where invalid)."""
+        return self.space.nearest_layers(self.default_search_layers)
+
     def _search_space(self) -> CellSpace:
         p = self.params
-        space = self.space.with_network(p.search_channels or None, p.search_layers or None)
+        layers = self.default_layers() if p.search_layers is None else p.search_layers or None
+        space = self.space.with_network(p.search_channels or None, layers)
         return space.with_resolution(min(p.search_resolution, space.resolution)) if p.search_resolution else space
 
     def make_arch_optimizer(self, alphas: list[torch.Tensor]) -> torch.optim.Optimizer:

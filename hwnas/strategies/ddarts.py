@@ -36,7 +36,8 @@ class DDartsParams(DartsParams):
     w_ab: float = 0.5  # weight of the ablation loss L_AB (0: FairDARTS' L_F per cell)
     parsing: str = "sparse"  # 'sparse' (edges whose best σ(α) >= threshold) or 'darts' (best edges per node)
     threshold: float = 0.85  # σ_t of the sparse parsing
-    search_layers: int = 8  # searched cells (thesis: 8; 0: the space's); fewer than the space's are grown (Algorithm 2)
+    search_layers: int | None = None  # searched cells (None: 8 as in the thesis, or the space's where Algorithm 2
+    #                                   cannot grow to it; 0: the space's); fewer than the space's are grown
     init_arch: str = ""  # DARTOpti: a genotype (or cells:... string) whose operations start at +init_value
     init_value: float = 3.0  # |α| of the handcrafted architecture's encoding
 
@@ -47,6 +48,14 @@ class DDartsStrategy(CellStrategy):
     name = "ddarts"
     Params = DDartsParams
     per_cell = True
+    default_search_layers = 8  # thesis Sec. 4.2.1
+
+    def default_layers(self) -> int:
+        """8 searched cells, or the space's own count where Algorithm 2 cannot grow to it: a topology without
+        reduction cells at 1/3 and 2/3 (NAS-Bench-201), or a space of at most 8 cells."""
+        if self.space.topology != "darts" or self.space.layers <= self.default_search_layers:
+            return self.space.layers
+        return self.default_search_layers
 
     @classmethod
     def check_params(cls, p: DDartsParams) -> None:
