@@ -87,13 +87,10 @@ def confirm_on_device(strategy: Any, derivation: Derivation, budget_ms: float,
             kept = (round_index, current)
         if within and timing.median_ms >= BAND_FLOOR * budget_ms or round_index == rounds:
             break
-        ratio = timing.upper_ms / current.predicted_ms  # how far the device runs from the prediction
-        next_target = AIM * budget_ms / ratio
-        if not within and next_target >= target:
-            next_target = target * STEP_DOWN  # the same network again would measure the same
+        next_target = _next_target(done, budget_ms)
         next_target = min(max(next_target, lowest), highest)
-        if next_target == target:
-            break  # the space's fastest (or slowest) network is measured already
+        if any(abs(next_target - r.derived_under_ms) <= 1e-9 * budget_ms for r in done):
+            break  # derived under this budget already (the space's fastest or slowest network, or a closed bracket)
         target = next_target
         current = rederive(strategy, target)
     confirmation = Confirmation(budget_ms, tuple(done), None if kept is None else kept[0])
@@ -101,6 +98,28 @@ def confirm_on_device(strategy: Any, derivation: Derivation, budget_ms: float,
         return None, confirmation
     chosen = kept[1]
     return replace(chosen, detail={**chosen.detail, "confirmation": confirmation.to_dict()}), confirmation
+
+
+def _next_target(done: list[ConfirmRound], budget_ms: float) -> float:
+    """The budget to derive under next, aiming the measurement at AIM · budget. Once one derivation budget measured
+    within the budget and another over it, interpolate between the two (measurements need not follow predictions
+    linearly: a bracket cannot jump past the band); before that, scale by measured/predicted of the last round."""
+    goal = AIM * budget_ms
+    under = [r for r in done if r.measured.upper_ms <= budget_ms]
+    over = [r for r in done if r.measured.upper_ms > budget_ms]
+    last = done[-1]
+    if under and over:
+        low = max(under, key=lambda r: r.derived_under_ms)
+        high = min(over, key=lambda r: r.derived_under_ms)
+        if low.derived_under_ms < high.derived_under_ms:
+            span = high.measured.upper_ms - low.measured.upper_ms
+            step = (goal - low.measured.upper_ms) / span if span > 0 else 0.5
+            step = min(max(step, 0.1), 0.9)  # strictly inside the bracket
+            return low.derived_under_ms + step * (high.derived_under_ms - low.derived_under_ms)
+    scaled = goal * last.predicted_ms / last.measured.upper_ms  # the device runs measured/predicted of the table
+    if last.measured.upper_ms > budget_ms and scaled >= last.derived_under_ms:
+        scaled = last.derived_under_ms * STEP_DOWN  # the same network again would measure the same
+    return scaled
 
 
 def not_met_message(confirmation: Confirmation, device: str) -> str:

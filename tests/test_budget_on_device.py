@@ -171,3 +171,23 @@ def test_a_search_confirms_on_this_cpu_and_records_the_measurement(folder, tmp_p
     assert summary["confirmation"]["kept_round"] is not None or summary["measured_ms"] is None
     assert arch["predicted_ms"] == pytest.approx(result.derivation.predicted_ms)
     assert all(r["ci_upper_ms"] >= r["median_ms"] > 0 for r in rounds)
+
+
+def test_a_device_far_from_linear_in_the_prediction_is_bracketed_into_the_band(folder, tmp_path):
+    """Small networks run at 0.6x their prediction and large ones at 1.8x (per-block overheads the table counts in
+    isolation, cache misses it does not see): a ratio step alone jumps past the band; the bracket does not."""
+    space = tiny_chain(folder)
+    model = _scripted_table(tmp_path / "scripted.csv", space)
+    low, high = space_range_ms(space, model)
+
+    def measure(arch) -> NetworkTiming:
+        predicted = model.predict(arch)
+        ms = predicted * (0.6 + 1.2 * (predicted - low) / (high - low))
+        return NetworkTiming(Timing(ms, ms * 0.98, ms * 1.02, ms, ms * 0.01, 100, 0.01), 1.0)
+
+    budget = low + 0.5 * (high - low)
+    strategy = make_strategy("hardcore", SearchProblem(space, model, budget, seed=1, budget_floor=0.9), {})
+    kept, confirmation = confirm_on_device(strategy, strategy.derive(), budget, measure, (low, high), rounds=4)
+    assert kept is not None and confirmation.measured.upper_ms <= budget
+    targets = [r.derived_under_ms for r in confirmation.rounds]
+    assert len(set(targets)) == len(targets)  # never derived twice under the same budget

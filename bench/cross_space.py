@@ -1,0 +1,108 @@
+"""Does a latency model transfer across spaces? Each space is calibrated as a user would (its own random networks;
+an existing fit of that space and resolution is reused), then every published network and held-out random networks
+of each space are measured end to end (the LUT's steady method) and predicted three ways: the plain sum of blocks,
+the calibration of the network's own space (where it is a point of one), and the calibration of every other space
+(what a calibration keyed by resolution alone used to do).
+
+    python bench/cross_space.py --resolution 48 --samples 10
+    python bench/cross_space.py --resolution 224 --spaces fbnet proxyless hardcore --samples 20   # issue 29's size
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from search_common import report
+
+from hwnas.device import get_device
+from hwnas.lut.calibrate import calibrate_device
+from hwnas.lut.device_table import device_lut_path
+from hwnas.lut.model import LatencyModel
+from hwnas.lut.network_timing import measure_on_device
+from hwnas.lut.table import LatencyTable
+from hwnas.lut.validate import accuracy_metrics, sample_archs
+from hwnas.published import PUBLISHED, get_published, published_in_space
+from hwnas.space_files import resolve_space
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spaces", nargs="+", default=["fbnet", "proxyless", "hardcore", "densenas"])
+    parser.add_argument("--resolution", type=int, default=48)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=10, help="held-out random networks per space")
+    parser.add_argument("--calibration-networks", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--lut", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/cross_space.json"))
+    args = parser.parse_args()
+    device = get_device(args.device)
+    lut = device_lut_path(device, args.lut)
+    spaces = {name: resolve_space(name, args.resolution, args.classes) for name in args.spaces}
+    for space in spaces.values():
+        if args.resolution not in LatencyModel(LatencyTable.load(lut), space=space.name).calibrations:
+            calibrate_device(device, space, lut, args.calibration_networks)
+    networks: list[tuple[str, str, str | None, object]] = []  # (name, kind, home space, arch)
+    for name in PUBLISHED:
+        arch = get_published(name, args.resolution, args.classes)
+        home = next((s for s, space in spaces.items() if name in published_in_space(space)), None)
+        networks.append((name, "published", home, arch))
+    for space_name, space in spaces.items():
+        calibrated_on = set(LatencyModel(LatencyTable.load(lut), space=space.name)
+                            .calibration_for(args.resolution).archs)
+        for name, arch in sample_archs(space, args.samples, seed=7, exclude=calibrated_on):
+            networks.append((name, "random", space_name, arch))
+    timings = measure_on_device(device, lut, [(name, arch) for name, _, _, arch in networks])
+    table = LatencyTable.load(lut)
+    models = {name: LatencyModel(table, space=space.name) for name, space in spaces.items()}
+    plain = LatencyModel(table)
+    rows = []
+    for (name, kind, home, arch), timing in zip(networks, timings):
+        measured = timing.median_ms
+        row = {"network": name, "kind": kind, "home": home, "measured_ms": measured,
+               "reference_ratio": timing.reference_ratio, "plain_err_pct": _err(plain.predict(arch), measured)}
+        if home:
+            row["own_err_pct"] = _err(models[home].predict(arch), measured)
+        foreign = [_err(model.predict(arch), measured) for space, model in models.items() if space != home]
+        row.update(foreign_min_err_pct=min(foreign), foreign_max_err_pct=max(foreign))
+        rows.append(row)
+    summary = {}
+    for space_name in spaces:
+        mine = [(n, a, t) for (n, k, h, a), t in zip(networks, timings) if k == "random" and h == space_name]
+        measured = [t.median_ms for _, _, t in mine]
+        summary[space_name] = {
+            "own": accuracy_metrics([models[space_name].predict(a) for _, a, _ in mine], measured),
+            "plain": accuracy_metrics([plain.predict(a) for _, a, _ in mine], measured),
+            "calibration": models[space_name].calibration_for(args.resolution).to_dict()}
+    published = [r for r in rows if r["kind"] == "published"]
+    summary["published"] = {
+        "n": len(published),
+        "plain_within_10pct": float(np.mean([abs(r["plain_err_pct"]) <= 10 for r in published])),
+        "own_within_10pct": _share([r.get("own_err_pct") for r in published]),
+        "foreign_worst_abs_err_pct": max(max(abs(r["foreign_min_err_pct"]), abs(r["foreign_max_err_pct"]))
+                                         for r in published)}
+    report(f"cross-space prediction error (%; measured with the steady method) at {args.resolution} px",
+           ["network", "kind", "home", "measured_ms", "plain_err_pct", "own_err_pct", "foreign_min_err_pct",
+            "foreign_max_err_pct", "reference_ratio"], rows, args.out,
+           {"summary": summary, "resolution": args.resolution, "device": args.device}, lut=lut)
+    for space_name in spaces:
+        own, flat = summary[space_name]["own"], summary[space_name]["plain"]
+        print(f"{space_name}: random held-out, own calibration MAPE {own['mape_pct']:.2f}% within ±10% "
+              f"{100 * own['within_10pct']:.0f}% tau {own['kendall_tau']:.3f}; plain sum MAPE {flat['mape_pct']:.2f}%")
+    print(f"published: plain sum within ±10% {100 * summary['published']['plain_within_10pct']:.0f}%; worst error "
+          f"with another space's calibration {summary['published']['foreign_worst_abs_err_pct']:.1f}%")
+
+
+def _err(predicted: float, measured: float) -> float:
+    return 100 * (predicted / measured - 1)
+
+
+def _share(errors: list[float | None]) -> float | None:
+    known = [abs(e) <= 10 for e in errors if e is not None]
+    return float(np.mean(known)) if known else None
+
+
+if __name__ == "__main__":
+    main()
