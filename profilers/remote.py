@@ -160,8 +160,8 @@ class RemoteProfiler(Profiler):
         if target.get("runtime_version") is None:
             session.close()
             what = ("TFLite's benchmark_model binary" if device.transport_scheme == "adb"
-                    else f"the {device.runtime} runtime")
-            raise RuntimeUnavailable(f"device '{device.name}': {device.transport} has no {what}; "
+                    else f"{device.runtime} installed for {device.python}")
+            raise RuntimeUnavailable(f"device '{device.name}': {device.transport} lacks {what}; "
                                      f"{self._install_hint()}")
         self._session, self._target = session, target
 

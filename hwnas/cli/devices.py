@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hwnas.cli.common import DevicesFile, JsonFlag, console, handles_errors, print_json
@@ -30,13 +31,14 @@ def devices(devices_file: Path = DevicesFile, check: bool = typer.Option(
         print_json([{**device.__dict__, **({"status": status[name]} if check else {})}
                     for name, device in registry.items()])
         return
-    table = Table("device", "runtime", "precision", "threads", "transport", "description")
-    if check:
-        table.add_column("here")
+    table = Table("device", "runtime", "precision", "threads", "transport")
+    for column in table.columns:
+        column.no_wrap = True
+    table.add_column("here" if check else "description", overflow="fold")
     for name, device in registry.items():
         cells = [name, device.runtime, device.precision, str(device.threads or "all"), device.transport,
-                 device.description]
-        table.add_row(*cells, *([status[name]] if check else []))
+                 status[name] if check else device.description]
+        table.add_row(*(escape(cell) for cell in cells))  # '[tensorrt]' in an install hint is text, not markup
     console.print(table)
 
 
@@ -44,7 +46,7 @@ def _status(device) -> str:
     from hwnas.profilers import profiler_class
 
     if not device.is_local:
-        return f"remote ({device.transport})"
+        return "remote: not checked from here"
     try:
         return profiler_class(device.runtime).unavailable_reason() or "ready"
     except HwnasError as error:

@@ -190,7 +190,10 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
     target = get_space(space, resolution, classes)
     path = resolve_lut(device, lut, lut_dir)
     with progress_bar(quiet=as_json) as progress:
-        task = progress.add_task(f"measuring networks on {device}", total=None)
+        from hwnas.lut.validate import published_networks
+
+        total = samples + (len(published_networks(target)) if published else 0)
+        task = progress.add_task(f"measuring networks on {device}", total=total)
         report = validate_device(get_device(device, devices_file), target, path, samples, seed, published, force,
                                  on_network=lambda name: progress.update(task, advance=1, description=name),
                                  steady_wait_s=steady_wait, on_unsteady=warn_unsteady)

@@ -143,8 +143,8 @@ def search(
     if confidence is not None and confidence < UNDECIDED_CONFIDENCE:
         console.print(f"[yellow]warning:[/yellow] the architecture weights are still close to uniform (confidence "
                       f"{confidence:.3f}, 0 = uniform, 1 = one-hot): the derived choices rest on small differences; "
-                      "search for more --epochs or raise the architecture step "
-                      "(-p arch_lr=...; hardcore: -p max_gamma=...)")
+                      "search for more --epochs or raise the architecture step ("
+                      + ("-p max_gamma=..." if summary["strategy"] == "hardcore" else "-p arch_lr=...") + ")")
     console.print(f"wrote {result.run_dir}/ (config.yaml, history.csv, supernet.pt, arch.json, arch_weights.png, "
                   f"latency.png); next: hwnas train {result.run_dir}")
     if summary["measured_ms"] is not None:
