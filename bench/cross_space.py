@@ -21,6 +21,7 @@ from hwnas.lut.calibrate import calibrate_device
 from hwnas.lut.device_table import device_lut_path
 from hwnas.lut.model import LatencyModel
 from hwnas.lut.network_timing import measure_on_device
+from hwnas.lut.steady import reference_spec
 from hwnas.lut.table import LatencyTable
 from hwnas.lut.validate import accuracy_metrics, sample_archs
 from hwnas.published import PUBLISHED, get_published, published_in_space
@@ -54,7 +55,17 @@ def main() -> None:
                             .calibration_for(args.resolution).archs)
         for name, arch in sample_archs(space, args.samples, seed=7, exclude=calibrated_on):
             networks.append((name, "random", space_name, arch))
-    timings = measure_on_device(device, lut, [(name, arch) for name, _, _, arch in networks])
+    # each network is timed beside its space's reference block, the one the table's rows were timed beside (the
+    # published networks beside their home space's, else the first space's): another reference's baseline is
+    # unknown, and a weight-heavy one reads slow after a large network has flushed it from cache
+    timings = []
+    for space_name in [None, *spaces]:
+        group = [(name, arch) for name, _, home, arch in networks if home == space_name]
+        reference = reference_spec(spaces[space_name or args.spaces[0]].specs())
+        timed = iter(measure_on_device(device, lut, group, reference=reference))
+        timings.append({name: next(timed) for name, _ in group})
+    by_name = {name: timing for group in timings for name, timing in group.items()}
+    timings = [by_name[name] for name, _, _, _ in networks]
     table = LatencyTable.load(lut)
     models = {name: LatencyModel(table, space=space.name) for name, space in spaces.items()}
     plain = LatencyModel(table)
