@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from hwnas.data.batching import count_batches, index_batches
+from hwnas.data.batching import LabelledSplit, count_batches, index_batches
 from hwnas.data.sources import Catalog, read_catalog
 from hwnas.data.streaming import ImageReader, StreamDataset, decode_batches, spans
 from hwnas.data.transforms import prepare
@@ -34,26 +34,11 @@ STATS_IMAGES = 2048  # training images (evenly spaced) the per-channel mean and 
 STATS_BATCH = 64
 
 
-@dataclass
-class ImageDataset:
+@dataclass(kw_only=True)
+class ImageDataset(LabelledSplit):
     """One split in memory as uint8 images; `batch()` normalises (and augments when asked) in torch."""
 
-    name: str
-    split: str
     images: torch.Tensor  # uint8 (N, 3, R, R)
-    labels: torch.Tensor  # int64 (N,)
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    flip: bool = True  # horizontal flips allowed by the source
-    shift: int = 0  # random-translation augmentation in pixels (0: none); set for training splits
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def resolution(self) -> int:
@@ -213,21 +198,22 @@ def load_splits(name_or_path: str, resolution: int, splits: Sequence[str] = SPLI
     needed = torch.unique(torch.cat([indices[s] for s in splits]))
     in_memory = loader == "memory" or (loader == "auto" and len(needed) * 3 * resolution ** 2 <= IN_MEMORY_BYTES)
     shift = resolution // 8 if augment_shift is None else augment_shift
-    common = {"classes": catalog.classes, "flip": catalog.flip}
+    def labelled(split: str, mean: tuple[float, ...], std: tuple[float, ...]) -> dict:
+        return {"name": catalog.name, "split": split, "labels": catalog.labels[indices[split]],
+                "classes": catalog.classes, "mean": mean, "std": std, "flip": catalog.flip,
+                "shift": shift if split.startswith("train") else 0}
+
     if in_memory:
         rows = torch.unique(torch.cat([needed, sample]))
         pixels = _read_all(reader, rows, workers)
         position = torch.full((len(catalog),), -1, dtype=torch.long)
         position[rows] = torch.arange(len(rows))
         mean, std = channel_stats(pixels[position[sample[c]]] for c in spans(len(sample), STATS_BATCH))
-        return {split: ImageDataset(catalog.name, split, pixels[position[indices[split]]],
-                                    catalog.labels[indices[split]], mean=mean, std=std,
-                                    shift=shift if split.startswith("train") else 0, **common)
+        return {split: ImageDataset(images=pixels[position[indices[split]]], **labelled(split, mean, std))
                 for split in splits}
     mean, std = channel_stats(decode_batches(reader, _batched(sample), workers))
-    return {split: StreamDataset(catalog.name, split, reader, indices[split], catalog.labels[indices[split]],
-                                 mean=mean, std=std, shift=shift if split.startswith("train") else 0,
-                                 workers=workers, **common)
+    return {split: StreamDataset(reader=reader, indices=indices[split], workers=workers,
+                                 **labelled(split, mean, std))
             for split in splits}
 
 

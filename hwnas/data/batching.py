@@ -1,12 +1,36 @@
-"""The order of one epoch: which indices each step of each rank gets. Shared by in-memory and streamed splits, so
-both deliver the same batches; the order depends only on (seed, epoch), so a resumed run repeats it."""
+"""What in-memory and streamed splits share: their labels and normalisation (`LabelledSplit`), and the order of
+one epoch, which indices each step of each rank gets, so both deliver the same batches; the order depends only on
+(seed, epoch), so a resumed run repeats it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DistributedSampler
+
+
+@dataclass
+class LabelledSplit:
+    """One split's labels, classes and normalisation; `ImageDataset` adds its decoded images, `StreamDataset` the
+    reader and indices it decodes from."""
+
+    name: str
+    split: str
+    labels: torch.Tensor  # int64 (N,)
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    flip: bool = True  # horizontal flips allowed by the source
+    shift: int = 0  # random-translation augmentation in pixels (0: none); set for training splits
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
 
 def count_batches(n: int, batch_size: int, world: int = 1) -> int:

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hwnas.data.batching import index_batches
+from hwnas.data.batching import LabelledSplit, index_batches
 from hwnas.data.transforms import prepare
 from hwnas.errors import ConfigError
 
@@ -90,29 +90,14 @@ def spans(n: int, size: int) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-@dataclass
-class StreamDataset:
+@dataclass(kw_only=True)
+class StreamDataset(LabelledSplit):
     """One split decoded on demand: `indices` into the reader's images, with their labels; the same face as
     `ImageDataset` (len, num_classes, batch, batches), so the training loop does not know which it has."""
 
-    name: str
-    split: str
     reader: ImageReader
     indices: torch.Tensor  # int64 (N,): images of the source in this split
-    labels: torch.Tensor  # int64 (N,)
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    flip: bool = True  # horizontal flips allowed by the source
-    shift: int = 0  # random-translation augmentation in pixels (0: none); set for training splits
     workers: int = 2  # DataLoader worker processes decoding images (0: in this process)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def resolution(self) -> int:
