@@ -72,9 +72,8 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
     device = get_device(config.device, config.devices_file)
     path = device_lut_path(device, config.lut)
     specs = space.specs()
-    missing = len(specs)
-    if path.exists():
-        missing = len(open_device_model(device, path, force=config.force).table.missing(s.key for s in specs))
+    model = open_device_model(device, path, space=space.name, force=config.force) if path.exists() else None
+    missing = len(model.table.missing(s.key for s in specs)) if model else len(specs)
     lut_args = (f"--device {device.name} --space {config.space} --resolution {space.resolution} --classes "
                 f"{space.num_classes}" + (f" --lut {path}" if config.lut else ""))  # what a fix command is run on
     if missing:
@@ -92,7 +91,7 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
             build_lut(device, specs, path, force=config.force,
                       on_block=lambda spec, measured: reporter.profiled(spec.key, measured))
         ranks.barrier()
-    model = open_device_model(device, path, space=space.name, force=config.force)
+        model = open_device_model(device, path, space=space.name, force=config.force)
     if space.resolution not in model.calibrations:
         if device.is_local and config.calibrate_networks and config.profile_missing:
             if ranks.is_main:

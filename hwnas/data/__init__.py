@@ -167,6 +167,17 @@ def _batched(indices: torch.Tensor) -> list[list[int]]:
     return [indices[span].tolist() for span in spans(len(indices), STATS_BATCH)]
 
 
+def _chosen(name_or_path: str, resolution: int, test_fraction: float, val_fraction: float, arch_fraction: float,
+            split_seed: int, train_limit: int, limit: int = 0) -> tuple[Catalog, dict[str, torch.Tensor], dict]:
+    """The source's catalog and each split's indices before `limit` (options checked first), and the options that
+    chose them: what `load_splits` loads and `split_record` describes."""
+    options = {"test_fraction": test_fraction, "val_fraction": val_fraction, "arch_fraction": arch_fraction,
+               "split_seed": split_seed, "train_limit": train_limit}
+    _check_options(resolution, {**options, "limit": limit})
+    catalog = read_catalog(name_or_path, resolution)
+    return catalog, chosen_indices(catalog, **options), options
+
+
 def load_splits(name_or_path: str, resolution: int, splits: Sequence[str] = SPLITS, *, test_fraction: float = 0.2,
                 val_fraction: float = 0.1, arch_fraction: float = 0.2, split_seed: int = 0,
                 augment_shift: int | None = None, limit: int = 0, train_limit: int = 0, loader: str = "auto",
@@ -179,15 +190,12 @@ def load_splits(name_or_path: str, resolution: int, splits: Sequence[str] = SPLI
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ConfigError(f"unknown data split '{unknown[0]}' (one of {', '.join(SPLITS)})")
-    options = {"test_fraction": test_fraction, "val_fraction": val_fraction, "arch_fraction": arch_fraction,
-               "split_seed": split_seed, "train_limit": train_limit}
-    _check_options(resolution, {**options, "limit": limit})
     if loader not in LOADERS:
         raise ConfigError(f"data: loader '{loader}': expected one of {', '.join(LOADERS)}")
     if workers < 0:
         raise ConfigError(f"data: workers {workers}: expected 0 (decode in the training process) or more")
-    catalog = read_catalog(name_or_path, resolution)
-    indices = chosen_indices(catalog, **options)
+    catalog, indices, _ = _chosen(name_or_path, resolution, test_fraction, val_fraction, arch_fraction, split_seed,
+                                  train_limit, limit)
     sample = stats_sample(indices["train"])  # before `limit`: a quick check normalises as the whole run does
     indices = limited(indices, limit, split_seed)
     reader: ImageReader = catalog
@@ -228,11 +236,9 @@ def split_record(name_or_path: str, resolution: int, *, test_fraction: float = 0
     """What a run's splits are, JSON-ready: the source and its fingerprint (classes, labels, file names and sizes),
     the split options, and per split its size and the sha256 of its sorted index list. Two runs (or ranks) trained
     on the same images exactly when their records are equal."""
-    options = {"test_fraction": test_fraction, "val_fraction": val_fraction, "arch_fraction": arch_fraction,
-               "split_seed": split_seed, "train_limit": train_limit}
-    _check_options(resolution, {**options, "limit": limit})
-    catalog = read_catalog(name_or_path, resolution)
-    indices = limited(chosen_indices(catalog, **options), limit, split_seed)
+    catalog, indices, options = _chosen(name_or_path, resolution, test_fraction, val_fraction, arch_fraction,
+                                        split_seed, train_limit, limit)
+    indices = limited(indices, limit, split_seed)
     return {"source": name_or_path, "name": catalog.name, "images": len(catalog), "classes": len(catalog.classes),
             "fingerprint": catalog.fingerprint(), "options": {**options, "limit": limit},
             "splits": {name: {"size": len(index), "sha256": hashlib.sha256(
