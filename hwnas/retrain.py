@@ -13,26 +13,26 @@ import torch
 from hwnas.arch import Arch
 from hwnas.config import SearchConfig
 from hwnas.errors import HwnasError
-from hwnas.export.source import space_name
 from hwnas.run import ARCH, TRAIN_REPORT, TRAINED, RunDir
 from hwnas.train import TrainRecord, accuracy, train_network
 
 
-def measure_trained(arch: Arch, config: SearchConfig, space_name: str | None) -> dict[str, Any]:
-    """The network timed on the run's device with its table's steady method (as the search confirmed it)."""
+def measure_trained(arch: Arch, config: SearchConfig) -> dict[str, Any]:
+    """The network timed on the run's device with its table's steady method, beside the reference block of the
+    run's space (as the search confirmed it)."""
     from hwnas.device import get_device
     from hwnas.lut.device_table import device_lut_path
     from hwnas.lut.network_timing import measure_on_device
     from hwnas.lut.steady import reference_spec
+    from hwnas.space_files import resolve_space
 
     device = get_device(config.device, config.devices_file)
-    path = device_lut_path(device, config.lut)
-    reference = None
-    if space_name == config.space:
-        from hwnas.space_files import resolve_space
-
+    try:
         reference = reference_spec(resolve_space(config.space, arch.resolution, arch.num_classes).specs())
-    return measure_on_device(device, path, [("trained", arch)], reference=reference, force=config.force)[0].to_dict()
+    except HwnasError:  # a space a library caller searched as an object, not by a name: pick among the network's
+        reference = None
+    return measure_on_device(device, device_lut_path(device, config.lut), [("trained", arch)], reference=reference,
+                             force=config.force)[0].to_dict()
 
 
 def _check_table(config: SearchConfig) -> None:
@@ -91,7 +91,7 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     }
     if measure:
         try:
-            timing = measure_trained(arch, config, space_name(saved))
+            timing = measure_trained(arch, config)
             report.update(measured_ms=timing["median_ms"], measured_ci_upper_ms=timing["ci_upper_ms"],
                           measured_reference_ratio=timing["reference_ratio"])  # the machine's speed vs the LUT's
         except HwnasError as error:  # the runtime or the device is not reachable from here: say so, keep results
