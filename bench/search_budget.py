@@ -64,7 +64,7 @@ def main() -> None:
             rows.append({"strategy": strategy, "space": spaces[strategy].name, "share": share, "budget_ms": budget,
                          "predicted_ms": derived.predicted_ms, "of_budget": derived.predicted_ms / budget,
                          "within": derived.predicted_ms <= budget and derived.predicted_ms >= 0.9 * budget,
-                         "repaired": derived.method, "argmax_ms": derived.argmax_ms, "measured_ms": measured,
+                         "repaired": str(derived.method), "argmax_ms": derived.argmax_ms, "measured_ms": measured,
                          "seconds": time.perf_counter() - start, "arch": derived.arch.to_string()})
     report("search budget (predicted within [0.9, 1.0] x budget)",
            ["strategy", "space", "share", "budget_ms", "predicted_ms", "of_budget", "within", "repaired",

@@ -137,6 +137,10 @@ def _check_type(where: str, key: str, value: Any, annotation: Any) -> Any:
     options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
     for option in options:
         base = typing.get_origin(option) or option
+        if base is typing.Literal:
+            if value in typing.get_args(option) and not isinstance(value, bool):
+                return value
+            continue
         if option is type(None) and value is None:
             return None
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -145,9 +149,16 @@ def _check_type(where: str, key: str, value: Any, annotation: Any) -> Any:
             return value
         if base in (str, bool, dict) and isinstance(value, base):
             return value
-    expected = " or ".join("null" if o is type(None) else getattr(typing.get_origin(o) or o, "__name__", str(o))
-                           for o in options)
+    expected = " or ".join(_expected(o) for o in options)
     raise ConfigError(f"{where}: key '{key}' must be {expected}, got {value!r}")
+
+
+def _expected(option: Any) -> str:
+    if option is type(None):
+        return "null"
+    if typing.get_origin(option) is typing.Literal:
+        return "one of " + "|".join(str(v) for v in typing.get_args(option))
+    return getattr(typing.get_origin(option) or option, "__name__", str(option))
 
 
 def from_dict(cls: type, data: Any, where: str) -> Any:

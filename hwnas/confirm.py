@@ -12,6 +12,7 @@ from typing import Any
 from hwnas.arch import Arch
 from hwnas.lut.network_timing import NetworkTiming
 from hwnas.strategies.base import Derivation
+from hwnas.units import BUDGET_MARGIN, BUDGET_RTOL
 
 BAND_FLOOR = 0.85  # a network measured under this share of the budget is filled toward the band
 AIM = 0.97  # re-derive for this share of the budget: measured noise of a few percent stays inside it
@@ -70,7 +71,7 @@ def confirm_on_device(strategy: Any, derivation: Derivation, budget_ms: float,
     """Measure `derivation`; re-derive and measure again (at most `rounds` more times) until a network measures
     within [BAND_FLOOR · budget, budget]; `range_ms` (the space's predicted fastest and slowest) bounds the budgets
     derived under. Returns the kept derivation (None when none measured within the budget) and every round."""
-    lowest, highest = range_ms[0] * (1 + 1e-6), range_ms[1]
+    lowest, highest = range_ms[0] * (1 + BUDGET_MARGIN), range_ms[1]
     current, target = derivation, budget_ms
     done: list[ConfirmRound] = []
     kept: tuple[int, Derivation] | None = None
@@ -89,7 +90,7 @@ def confirm_on_device(strategy: Any, derivation: Derivation, budget_ms: float,
             break
         next_target = _next_target(done, budget_ms)
         next_target = min(max(next_target, lowest), highest)
-        if any(abs(next_target - r.derived_under_ms) <= 1e-9 * budget_ms for r in done):
+        if any(abs(next_target - r.derived_under_ms) <= BUDGET_RTOL * budget_ms for r in done):
             break  # derived under this budget already (the space's fastest or slowest network, or a closed bracket)
         target = next_target
         current = rederive(strategy, target)

@@ -17,27 +17,21 @@ import torch
 
 from hwnas.dense_space import DenseSpace
 from hwnas.errors import HwnasError
-from hwnas.lut.model import LatencyModel, SpaceLatency
+from hwnas.lut.model import Calibration, LatencyModel
 from hwnas.spaces import Space
 
 
 # -- chain spaces (FBNet, ProxylessNAS, HardCoRe-NAS) ---------------------------------------------------------
 @dataclass(frozen=True)
 class ChainCost:
-    """A chain space's LUT as tensors: predict(choices) = scale · (fixed + Σ_l t_l[c_l]) + offset."""
+    """A chain space's LUT as tensors: predict(choices) = calibration(fixed + Σ_l t_l[c_l])."""
 
     fixed_ms: float
     candidates_ms: tuple[torch.Tensor, ...]
-    scale: float = 1.0
-    offset_ms: float = 0.0
-
-    @classmethod
-    def from_space_latency(cls, latency: SpaceLatency) -> ChainCost:
-        return cls(latency.fixed_ms, tuple(torch.as_tensor(c, dtype=torch.float64) for c in latency.candidates_ms),
-                   latency.calibration.scale, latency.calibration.offset_ms)
+    calibration: Calibration = Calibration()
 
     def calibrate(self, block_sum: torch.Tensor | float) -> torch.Tensor | float:
-        return self.scale * block_sum + self.offset_ms
+        return self.calibration.apply(block_sum)
 
     def of_choices(self, choices: Sequence[int]) -> float:
         return float(self.calibrate(self.fixed_ms + sum(float(c[i]) for c, i in zip(self.candidates_ms, choices))))
@@ -133,11 +127,10 @@ class DenseCost:
     edges: tuple[tuple[int, int], ...]
     layers: tuple[int, ...]  # basic layers per routing block
     num_nodes: int
-    scale: float = 1.0
-    offset_ms: float = 0.0
+    calibration: Calibration = Calibration()
 
     def calibrate(self, block_sum: torch.Tensor | float) -> torch.Tensor | float:
-        return self.scale * block_sum + self.offset_ms
+        return self.calibration.apply(block_sum)
 
     def _extreme_path(self, pick: Any) -> float:
         """Shortest (pick=min) or longest (max) path by dynamic programming over the routing DAG."""
@@ -184,25 +177,26 @@ def densenas_chained_cost(edge_probs: Sequence[torch.Tensor], edge_op_weights: S
 
 def dense_cost(space: DenseSpace, model: LatencyModel) -> DenseCost:
     """Arrays of `space`'s LUT rows (all must be measured) for the chained cost."""
-    from hwnas.errors import MissingLatencyError
-
-    missing = model.table.missing(spec.key for spec in space.specs())
-    if missing:
-        raise MissingLatencyError(str(model.table.path), missing)
+    model.require_blocks(space.specs())
 
     def lat(specs):
-        return torch.as_tensor(model.table.latencies([s.key for s in specs], model.force), dtype=torch.float64)
+        return torch.as_tensor(model.block_ms(specs), dtype=torch.float64)
 
     stem, head = space.fixed_specs()
     return DenseCost(float(lat([*stem, *head]).sum()), tuple(lat(e.candidates) for e in space.edges),
                      tuple(lat(specs) for specs in space.layer_specs),
                      tuple((e.src, e.dst) for e in space.edges), tuple(b.layers for b in space.blocks),
-                     space.num_nodes, model.calibration_for(space.resolution).scale,
-                     model.calibration_for(space.resolution).offset_ms)
+                     space.num_nodes, model.calibration_for(space.resolution))
 
 
 def chain_cost(space: Space, model: LatencyModel) -> ChainCost:
-    return ChainCost.from_space_latency(model.space_latency(space))
+    """Arrays of `space`'s LUT rows (all must be measured): the fixed stem and head, each position's candidates."""
+    model.require_blocks(space.specs())
+    stem, head = space.fixed_specs()
+    return ChainCost(float(model.block_ms([*stem, *head]).sum()),
+                     tuple(torch.as_tensor(model.block_ms(position.specs), dtype=torch.float64)
+                           for position in space.positions),
+                     model.calibration_for(space.resolution))
 
 
 def space_range_ms(space: Any, model: LatencyModel) -> tuple[float, float]:

@@ -10,20 +10,65 @@ A floor ρ (e.g. 0.9) then fills an architecture predicted below ρ·budget: it 
 option that loses the least score per millisecond gained while staying within the budget, or two layers at once
 where no single upgrade fits (the budget buys accuracy; a search stopped early often leaves its argmax far below
 it). The method says what happened:
-'argmax', 'lp', 'greedy', with '+fill' (or 'fill') when the floor moved it.
+'argmax', 'lp', 'greedy', with '+fill' (or 'fill') when the floor moved it (a DerivationMethod).
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.knapsack import (
+    block_sum_at,
+    block_sum_budget,
+    fill_to_floor,
+    masked_scores,
+    repair,
+    round_to_choices,
+    solve_lp,
+    spend_slack,
+)
 from hwnas.latency import ChainCost
 
-METHODS = ("lp", "greedy")
+ProjectionMethod = Literal["lp", "greedy"]
+METHODS = typing.get_args(ProjectionMethod)
+
+
+Step = Literal["route", "lp", "greedy", "fill", "select"]
+
+
+@dataclass(frozen=True)
+class DerivationMethod:
+    """How a derived architecture was reached, in order: 'route' (DenseNAS's path search), a budget repair ('lp' or
+    'greedy') when the argmax exceeded the budget, 'fill' when it lay under the floor, 'select' when a band
+    candidate scored better; no step when the argmax met the budget. Written to the run files as 'lp+fill'."""
+
+    steps: tuple[Step, ...] = ()
+
+    def then(self, *steps: Step) -> DerivationMethod:
+        return DerivationMethod(self.steps + steps)
+
+    def without(self, step: Step) -> DerivationMethod:
+        return DerivationMethod(tuple(s for s in self.steps if s != step))
+
+    @property
+    def repaired(self) -> bool:
+        """Whether anything but the choice among band candidates moved the argmax."""
+        return any(step != "select" for step in self.steps)
+
+    def __contains__(self, step: str) -> bool:
+        return step in self.steps
+
+    def __str__(self) -> str:
+        return "+".join(self.steps) or "argmax"
+
+
+ARGMAX = DerivationMethod()
 
 
 @dataclass(frozen=True)
@@ -33,66 +78,7 @@ class Projection:
     choices: tuple[int, ...]
     predicted_ms: float
     argmax_ms: float  # the unconstrained argmax's predicted latency
-    method: str  # 'argmax' when nothing needed repair, else 'lp' or 'greedy'
-
-    @property
-    def repaired(self) -> bool:
-        return self.method != "argmax"
-
-
-def block_sum_floor(cost: ChainCost, budget_ms: float, floor: float) -> float:
-    return (floor * budget_ms - cost.offset_ms) / cost.scale - cost.fixed_ms
-
-
-def fill_to_floor(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: Sequence[int], low: float,
-                  high: float) -> list[int]:
-    """Raise Σ lat[c] to at least `low` (never above `high`), each step the upgrade losing the least score per
-    millisecond gained; where no single upgrade fits under `high`, two layers change at once (one may slow down
-    and the other speed up), since coarse latencies can step over the band one layer at a time."""
-    choices = list(choices)
-    used = sum(t[c] for t, c in zip(lat, choices))
-    while used < low:
-        move = _fill_move(scores, lat, choices, high - used)
-        if move is None:
-            break
-        for layer, option in move:
-            used += lat[layer][option] - lat[layer][choices[layer]]
-            choices[layer] = option
-    return choices
-
-
-def _fill_move(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: list[int],
-               room: float) -> list[tuple[int, int]] | None:
-    """The (layer, option) changes that add latency within `room` at the least score lost per ms: one layer's
-    slower option where one fits, else two layers' options together; None where neither fits."""
-    layers, options, extra, loss = [], [], [], []
-    for layer, (s, t) in enumerate(zip(scores, lat)):
-        current = choices[layer]
-        for option in range(len(t)):
-            if option != current and s[option] >= -1e8:
-                layers.append(layer)
-                options.append(option)
-                extra.append(t[option] - t[current])
-                loss.append(s[current] - s[option])
-    if not layers:
-        return None
-    layers, extra, loss = np.array(layers), np.array(extra), np.array(loss)
-    single = (extra > 0) & (extra <= room)
-    if single.any():
-        i = int(np.argmin(np.where(single, loss / np.where(single, extra, 1.0), np.inf)))
-        return [(int(layers[i]), options[i])]
-    gained = extra[:, None] + extra[None, :]
-    pair = (layers[:, None] < layers[None, :]) & (gained > 0) & (gained <= room)
-    if not pair.any():
-        return None
-    rate = np.where(pair, (loss[:, None] + loss[None, :]) / np.where(pair, gained, 1.0), np.inf)
-    i, j = np.unravel_index(int(np.argmin(rate)), rate.shape)
-    return [(int(layers[i]), options[i]), (int(layers[j]), options[j])]
-
-
-def block_sum_budget(cost: ChainCost, budget_ms: float) -> float:
-    """The budget on Σ_l t_l[c_l] (uncalibrated, without stem and head), with a relative margin of 1e-9."""
-    return ((budget_ms - cost.offset_ms) / cost.scale - cost.fixed_ms) * (1 - 1e-9)
+    method: DerivationMethod  # no step when nothing needed repair, else 'lp' or 'greedy' (and 'fill')
 
 
 def _arrays(cost: ChainCost) -> list[np.ndarray]:
@@ -100,60 +86,9 @@ def _arrays(cost: ChainCost) -> list[np.ndarray]:
 
 
 def _lp(scores: list[np.ndarray], lat: list[np.ndarray], limit: float) -> list[int] | None:
-    from scipy.optimize import linprog
-
-    sizes = [len(s) for s in scores]
-    offsets = np.cumsum([0, *sizes])
-    n = int(offsets[-1])
-    c = -np.concatenate(scores)
-    a_eq = np.zeros((len(sizes), n))
-    for row, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
-        a_eq[row, start:stop] = 1.0
-    result = linprog(c, A_ub=np.concatenate(lat)[None, :], b_ub=[limit], A_eq=a_eq, b_eq=np.ones(len(sizes)),
-                     bounds=(0, 1), method="highs-ds")
-    if result.status != 0:
-        return None
-    choices = []
-    for start, stop, times in zip(offsets[:-1], offsets[1:], lat):
-        x = result.x[start:stop]
-        support = np.flatnonzero(x > 1e-9)
-        # a fractional layer takes its fastest option in the support, which keeps the latency within the LP's
-        choices.append(int(support[np.argmin(times[support])]) if len(support) > 1 else int(np.argmax(x)))
-    return choices
-
-
-def _greedy(scores: list[np.ndarray], lat: list[np.ndarray], limit: float, start: list[int]) -> list[int]:
-    choices = list(start)
-    used = sum(t[c] for t, c in zip(lat, choices))
-    while used > limit:
-        best = None
-        for layer, (s, t) in enumerate(zip(scores, lat)):
-            current = choices[layer]
-            for option in np.flatnonzero(t < t[current]):
-                ratio = (s[current] - s[option]) / (t[current] - t[option])
-                if best is None or ratio < best[0]:
-                    best = (ratio, layer, int(option))
-        if best is None:
-            break
-        _, layer, option = best
-        used += lat[layer][option] - lat[layer][choices[layer]]
-        choices[layer] = option
-    while True:  # spend the slack: best score gain per millisecond that still fits
-        best = None
-        for layer, (s, t) in enumerate(zip(scores, lat)):
-            current = choices[layer]
-            for option in np.flatnonzero(s > s[current]):
-                extra = t[option] - t[current]
-                if used + extra > limit:
-                    continue
-                gain = (s[option] - s[current]) / max(extra, 1e-12)
-                if best is None or gain > best[0]:
-                    best = (gain, layer, int(option))
-        if best is None:
-            return choices
-        _, layer, option = best
-        used += lat[layer][option] - lat[layer][choices[layer]]
-        choices[layer] = option
+    """The LP relaxation's highest-scoring vertex within `limit`, rounded to choices (None where it fails)."""
+    solution = solve_lp([-s for s in scores], lat, limit)
+    return None if solution is None else round_to_choices(solution, lat)
 
 
 def project_chain(scores: Sequence[np.ndarray], cost: ChainCost, budget_ms: float, method: str = "lp",
@@ -164,16 +99,9 @@ def project_chain(scores: Sequence[np.ndarray], cost: ChainCost, budget_ms: floa
     if floor <= 0 or projection.predicted_ms >= floor * budget_ms:
         return projection
     lat = _arrays(cost)
-    masked = _masked(scores, allowed, len(lat))
-    choices = fill_to_floor(masked, lat, projection.choices, block_sum_floor(cost, budget_ms, floor),
-                            block_sum_budget(cost, budget_ms))
-    label = "fill" if projection.method == "argmax" else projection.method + "+fill"
-    return Projection(tuple(choices), cost.of_choices(choices), projection.argmax_ms, label)
-
-
-def _masked(scores: Sequence[np.ndarray], allowed: Sequence[np.ndarray] | None, n: int) -> list[np.ndarray]:
-    return [np.where(a, np.asarray(s, dtype=float), -1e9) if allowed is not None else np.asarray(s, dtype=float)
-            for s, a in zip(scores, allowed if allowed is not None else [None] * n)]
+    choices = fill_to_floor(masked_scores(scores, allowed), lat, projection.choices,
+                            block_sum_at(cost, floor * budget_ms), block_sum_budget(cost, budget_ms), allowed)
+    return Projection(tuple(choices), cost.of_choices(choices), projection.argmax_ms, projection.method.then("fill"))
 
 
 def _project(scores: Sequence[np.ndarray], cost: ChainCost, budget_ms: float, method: str,
@@ -181,11 +109,11 @@ def _project(scores: Sequence[np.ndarray], cost: ChainCost, budget_ms: float, me
     if method not in METHODS:
         raise HwnasError(f"projection method '{method}': expected one of {', '.join(METHODS)}")
     lat = _arrays(cost)
-    scores = _masked(scores, allowed, len(lat))
+    scores = masked_scores(scores, allowed)
     argmax = [int(np.argmax(s)) for s in scores]
     argmax_ms = cost.of_choices(argmax)
     if argmax_ms <= budget_ms:
-        return Projection(tuple(argmax), argmax_ms, argmax_ms, "argmax")
+        return Projection(tuple(argmax), argmax_ms, argmax_ms, ARGMAX)
     low, _ = cost.range_ms
     if budget_ms < low:
         raise HwnasError(f"budget {budget_ms:.4g} ms is below the fastest architecture ({low:.4g} ms)")
@@ -193,5 +121,6 @@ def _project(scores: Sequence[np.ndarray], cost: ChainCost, budget_ms: float, me
     choices = _lp(scores, lat, limit) if method == "lp" else None
     used = method if choices is not None else "greedy"
     if choices is None or sum(t[c] for t, c in zip(lat, choices)) > limit:
-        choices, used = _greedy(scores, lat, limit, argmax), "greedy"
-    return Projection(tuple(choices), cost.of_choices(choices), argmax_ms, used)
+        # no `allowed` here: a masked option (MASKED_SCORE) stays a last resort where nothing else fits
+        choices, used = spend_slack(scores, lat, repair(scores, lat, argmax, limit), limit), "greedy"
+    return Projection(tuple(choices), cost.of_choices(choices), argmax_ms, ARGMAX.then(used))

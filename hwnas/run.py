@@ -4,9 +4,8 @@
     history.csv    one row per finished epoch: losses, accuracies, expected latency, temperature, ...
     supernet.pt    resumable checkpoint after every epoch (weights, architecture parameters, optimizer states,
                    epoch, RNG states), replaced atomically so a kill never leaves half a file
-    arch.json      the derived architecture (`Arch.save(path, device=..., space=..., strategy=..., budget_ms=...,
-                   predicted_ms=...)`)
-    search.json    summary: budget, derivation (repaired or not), predicted and measured latency, timings
+    arch.json      the derived architecture and where it was searched, what it predicts and measured (RunRecord)
+    search.json    summary: budget, derivation (repaired or not), predicted and measured latency, timings (RunRecord)
     splits.json    the data source's fingerprint and each split's size and index hash (stable across runs and ranks)
     arch_weights.png, latency.png   plots at the end
     trained.pt, train.json          written by `hwnas train runs/NAME`
@@ -19,14 +18,18 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hwnas.config import SearchConfig, load_config, save_config
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_writer, write_atomically
+
+if TYPE_CHECKING:
+    from hwnas.strategies.base import Derivation
 
 CONFIG, HISTORY, CHECKPOINT, ARCH, SUMMARY = "config.yaml", "history.csv", "supernet.pt", "arch.json", "search.json"
 SPLITS = "splits.json"  # which images each split holds (hwnas.data.split_record): equal records, equal images
@@ -132,6 +135,61 @@ class RunDir:
         if not isinstance(data, dict):
             raise HwnasError(f"{path}: expected a JSON object, found a {type(data).__name__}")
         return data
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a finished search's arch.json and search.json say, each value held once for both files."""
+
+    run: str
+    device: str
+    space: str  # as configured (a name or a space file)
+    space_name: str  # the space's own name (what its calibration is keyed by)
+    strategy: str
+    budget: Any  # as configured (milliseconds or a share of the range)
+    budget_ms: float
+    range_ms: tuple[float, float]
+    derivation: Derivation  # the architecture kept (confirmed on the device when asked)
+    confirmation: dict[str, Any] | None  # hwnas.confirm.Confirmation.to_dict(); None when not confirmed
+    dataset: str
+    num_classes: int
+    lut: str
+    seed: int
+    epochs: int
+    world_size: int
+    arch_params_identical: bool
+    val_acc: float | None
+    arch_confidence: float | None
+    seconds: float
+
+    def write(self, run: RunDir) -> None:
+        """arch.json (the architecture plus its fields), then search.json (the summary)."""
+        self.derivation.arch.save(run.file(ARCH), device=self.device, space=self.space, space_name=self.space_name,
+                                  strategy=self.strategy, budget_ms=self.budget_ms, **self._derived(),
+                                  dataset=self.dataset, num_classes=self.num_classes, lut=self.lut, seed=self.seed,
+                                  **self._measured())
+        run.write_json(SUMMARY, self.summary())
+
+    def summary(self) -> dict[str, Any]:
+        """search.json: the budget, the derivation and its measurement, and how the search ran."""
+        return {"run": self.run, "device": self.device, "space": self.space, "strategy": self.strategy,
+                "budget": self.budget, "budget_ms": self.budget_ms, "range_ms": list(self.range_ms),
+                **self._derived(), **self._measured(), "arch": self.derivation.arch.to_string(),
+                "epochs": self.epochs, "world_size": self.world_size,
+                "arch_params_identical_across_ranks": self.arch_params_identical, "lut": self.lut,
+                "val_acc": self.val_acc, "arch_confidence": self.arch_confidence,
+                "selection": self.derivation.detail.get("selection"), "seconds": self.seconds}
+
+    def _derived(self) -> dict[str, Any]:
+        derivation = self.derivation
+        return {"predicted_ms": derivation.predicted_ms, "argmax_ms": derivation.argmax_ms,
+                "repaired": derivation.repaired, "repair_method": str(derivation.method)}
+
+    def _measured(self) -> dict[str, Any]:
+        confirmation = self.confirmation
+        return {"measured_ms": confirmation and confirmation["measured_ms"],
+                "measured_ci_upper_ms": confirmation and confirmation["measured_ci_upper_ms"],
+                "confirmation": confirmation}
 
 
 def _cell(value: Any) -> Any:

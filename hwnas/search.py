@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import shlex
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,7 +16,7 @@ import torch
 from hwnas.config import SearchConfig, check_search_config, override, to_dict
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.ops import zero_init_residual_branches
-from hwnas.run import ARCH, SPLITS, SUMMARY, RunDir
+from hwnas.run import SPLITS, RunDir, RunRecord
 from hwnas.strategies.base import Derivation, SearchProblem, check_strategy, make_strategy
 from hwnas.train import (
     EpochRecord,
@@ -28,6 +28,7 @@ from hwnas.train import (
     make_weight_optimizer,
     resolve_device,
 )
+from hwnas.units import within_budget
 
 
 class Reporter(Protocol):
@@ -152,9 +153,42 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
     loaded, any block measured or the run folder written. Ctrl-C raises `SearchInterrupted`.
     `space` (library use) searches that space object instead of resolving `config.space` by name; pass the same
     object again to resume."""
-    from hwnas.space_files import resolve_space
-
     run = RunDir(out)
+    config, state = _requested_config(config, run, resume, epochs, select_candidates)
+    space = _checked_space(config, space)
+    interrupted = SearchInterrupted(run.path, None if state is None else int(state["epoch"]), config.epochs)
+    try:
+        search = _prepare(config, run, state, space, reporter or SilentReporter())
+        _train(search, interrupted)
+        return _finish(search)
+    except KeyboardInterrupt:
+        raise interrupted from None
+
+
+@dataclass
+class _PreparedSearch:
+    """A checked search ready to train: what the training loop and the finish step share."""
+
+    config: SearchConfig  # budget_ms and lut resolved
+    run: RunDir
+    space: Any  # with the data's classes
+    splits: dict[str, Any]
+    lut_path: Path
+    range_ms: tuple[float, float]
+    strategy: Any
+    optimizer: torch.optim.Optimizer
+    ranks: Ranks
+    device: torch.device
+    reporter: Reporter
+    started: float  # time.perf_counter() when the search began
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # history.csv's rows, resumed ones included
+
+
+def _requested_config(config: SearchConfig | None, run: RunDir, resume: bool, epochs: int | None,
+                      select_candidates: int | None) -> tuple[SearchConfig, dict[str, Any] | None]:
+    """The checked configuration (the run's own when resuming, with `epochs` and `select_candidates` applied) and
+    the checkpoint to resume from (None for a new search)."""
     state = None
     if resume:
         config = run.config()
@@ -166,20 +200,24 @@ def run_search(config: SearchConfig | None, out: str | Path, *, resume: bool = F
         raise HwnasError("run_search needs a config unless resuming")
     config = override(config, epochs=epochs, select_candidates=select_candidates)
     check_search_config(config)
+    return config, state
+
+
+def _checked_space(config: SearchConfig, space: Any) -> Any:
+    """The space to search at the data's resolution (`space` when given, else `config.space` resolved), once the
+    strategy has accepted its kind and parameters."""
+    from hwnas.space_files import resolve_space
+
     resolution = config.data.resolution
     space = resolve_space(config.space, resolution) if space is None else space.with_resolution(resolution)
     check_strategy(config.strategy, config.strategy_params, space)
-    interrupted = SearchInterrupted(run.path, None if state is None else int(state["epoch"]), config.epochs)
-    try:
-        return _search(config, run, state, space, reporter or SilentReporter(), interrupted)
-    except KeyboardInterrupt:
-        raise interrupted from None
+    return space
 
 
-def _search(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, space: Any, reporter: Reporter,
-            interrupted: SearchInterrupted) -> SearchResult:
-    """The checked search: data, LUT, budget, run folder, training with a checkpoint per epoch, derivation, plots.
-    `state` is the checkpoint to resume from; `interrupted.epoch` follows the last epoch saved."""
+def _prepare(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, space: Any,
+             reporter: Reporter) -> _PreparedSearch:
+    """Data, latency model, budget, strategy and run folder, the supernet on its device with its optimizer, and the
+    checkpoint `state` restored when resuming."""
     from hwnas.data import load_splits
     from hwnas.latency import space_range_ms
     from hwnas.units import resolve_budget_ms
@@ -192,109 +230,134 @@ def _search(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, spa
     data = config.data
     splits = load_splits(data.source, data.resolution, ("train_weights", "train_arch", "val"),
                          **data.load_options())
-    num_classes = splits["train_weights"].num_classes
-    space = space.with_classes(num_classes)
+    space = space.with_classes(splits["train_weights"].num_classes)
     model, lut_path = open_latency_model(config, space, ranks, reporter)
     range_ms = space_range_ms(space, model)
     budget_ms = config.budget_ms if (resume and config.budget_ms) else resolve_budget_ms(config.budget, range_ms)
     config = replace(config, budget_ms=budget_ms, lut=str(lut_path))
-
     _seed_everything(config.seed)
     problem = SearchProblem(space, model, budget_ms, config.seed, config.budget_floor)
     strategy = make_strategy(config.strategy, problem, config.strategy_params)
-    if ranks.is_main:  # after the strategy accepted the space: a refusal leaves no run folder behind
-        from hwnas.data import split_record
-
-        run.create(config, resume)
-        run.write_json(SPLITS, split_record(data.source, data.resolution, **data.split_options()))
-    ranks.barrier()
+    _create_run_folder(run, config, resume, ranks)
     if config.zero_init_residual:
         zero_init_residual_branches(strategy.supernet)
     device = resolve_device(config.torch_device, ranks)
     strategy.supernet.to(device)
     optimizer = make_weight_optimizer(strategy.weight_parameters(), config.weight_lr, config.weight_momentum,
                                       config.weight_decay)
-    start_epoch, rows = 0, []
+    search = _PreparedSearch(config, run, space, splits, lut_path, range_ms, strategy, optimizer, ranks, device,
+                             reporter, started)
     if state is not None:
-        strategy.supernet.load_state_dict(state["supernet"])
-        strategy.load_state_dict(state["strategy"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"]) + 1
-        rows = list(state.get("history", []))
-        if ranks.is_main:
-            run.write_history(rows)
-            reporter.note(f"resuming {run.path} after epoch {start_epoch} of {config.epochs}")
+        _restore(search, state)
     broadcast_state(strategy.supernet, ranks)
+    return search
 
-    loop = SearchLoop(strategy, splits["train_weights"], splits["train_arch"], splits["val"], optimizer,
-                      config.epochs, config.warmup_epochs, data.batch_size, config.weight_lr, config.seed,
-                      budget_ms, config.grad_clip, ranks, device,
-                      on_step=lambda e, s, n, m: reporter.step(e, s, n, m))
+
+def _create_run_folder(run: RunDir, config: SearchConfig, resume: bool, ranks: Ranks) -> None:
+    """config.yaml and splits.json, written once the strategy accepted the space, so a refusal leaves no run folder
+    behind."""
+    if ranks.is_main:
+        from hwnas.data import split_record
+
+        data = config.data
+        run.create(config, resume)
+        run.write_json(SPLITS, split_record(data.source, data.resolution, **data.split_options()))
+    ranks.barrier()
+
+
+def _restore(search: _PreparedSearch, state: dict[str, Any]) -> None:
+    """The checkpoint's supernet, strategy, optimizer and RNG states, epoch and history (history.csv rewritten from
+    it)."""
+    search.strategy.supernet.load_state_dict(state["supernet"])
+    search.strategy.load_state_dict(state["strategy"])
+    search.optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"])
+    search.start_epoch = int(state["epoch"]) + 1
+    search.history = list(state.get("history", []))
+    if search.ranks.is_main:
+        search.run.write_history(search.history)
+        search.reporter.note(f"resuming {search.run.path} after epoch {search.start_epoch} of {search.config.epochs}")
+
+
+def _train(search: _PreparedSearch, interrupted: SearchInterrupted) -> None:
+    """The epochs from `start_epoch` on, each saved as a checkpoint (which carries the history) and then a row of
+    history.csv, so a kill loses neither; `interrupted.epoch` follows the last epoch saved."""
+    config = search.config
+    splits, reporter, ranks = search.splits, search.reporter, search.ranks
+    loop = SearchLoop(strategy=search.strategy, weights=splits["train_weights"], arch=splits["train_arch"],
+                      val=splits["val"], optimizer=search.optimizer, epochs=config.epochs,
+                      warmup_epochs=config.warmup_epochs, batch_size=config.data.batch_size,
+                      base_lr=config.weight_lr, seed=config.seed, grad_clip=config.grad_clip, ranks=ranks,
+                      device=search.device, on_step=reporter.step)
 
     def finish_epoch(record: EpochRecord) -> None:
-        rows.append(record.row())
-        if ranks.is_main:  # checkpoint first (it carries the history), then the row: a kill loses neither
-            run.save_checkpoint({"epoch": record.epoch, "supernet": strategy.supernet.state_dict(),
-                                 "strategy": strategy.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "rng": _rng_state(), "config": to_dict(config), "history": rows})
+        search.history.append(record.row())
+        if ranks.is_main:
+            search.run.save_checkpoint(_checkpoint(search, record.epoch))
             interrupted.epoch = record.epoch  # what a Ctrl-C from now on reports
-            run.append_history(record.row())
+            search.run.append_history(record.row())
         ranks.barrier()
         reporter.epoch_finished(record)
         if record.epoch + 1 < config.epochs:
             reporter.epoch_started(record.epoch + 1, config.epochs, loop.steps_per_epoch())
 
-    if start_epoch < config.epochs:  # a finished run resumed to re-derive trains no further epoch
-        reporter.epoch_started(start_epoch, config.epochs, loop.steps_per_epoch())
-    loop.run(start_epoch, finish_epoch)
+    if search.start_epoch < config.epochs:  # a finished run resumed to re-derive trains no further epoch
+        reporter.epoch_started(search.start_epoch, config.epochs, loop.steps_per_epoch())
+    loop.run(search.start_epoch, finish_epoch)
 
-    derivation = strategy.derive()
+
+def _checkpoint(search: _PreparedSearch, epoch: int) -> dict[str, Any]:
+    """supernet.pt's content after `epoch`: every state a resume restores, the configuration and the history."""
+    strategy = search.strategy
+    return {"epoch": epoch, "supernet": strategy.supernet.state_dict(), "strategy": strategy.state_dict(),
+            "optimizer": search.optimizer.state_dict(), "rng": _rng_state(), "config": to_dict(search.config),
+            "history": search.history}
+
+
+def _finish(search: _PreparedSearch) -> SearchResult:
+    """Derive (and select when asked) the architecture, check it meets the budget, confirm it on the device when
+    asked, then write arch.json, search.json and the plots; a confirmation that kept no network raises last."""
+    config = search.config
+    budget_ms = config.budget_ms
+    derivation = search.strategy.derive()
     if config.select_candidates > 0:
-        derivation = _select(strategy, derivation, config, splits, device, reporter)
-    if derivation.predicted_ms > budget_ms * (1 + 1e-9):
+        derivation = _select(search, derivation)
+    if not within_budget(derivation.predicted_ms, budget_ms):
         raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
                          f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
     confirmation = None
-    if config.confirm and ranks.is_main:
-        confirmed, confirmation = _confirm(strategy, derivation, budget_ms, range_ms, config, space, lut_path,
-                                           reporter)
+    if config.confirm and search.ranks.is_main:
+        confirmed, confirmation = _confirm(search, derivation)
         derivation = confirmed or derivation  # none within the budget: the files record the predicted one
-    history = rows
-    weights = strategy.arch_weights()
-    measured = confirmation.to_dict() if confirmation else None
-    summary = {"run": str(run.path), "device": config.device, "space": config.space, "strategy": config.strategy,
-               "budget": config.budget, "budget_ms": budget_ms, "range_ms": list(range_ms),
-               "predicted_ms": derivation.predicted_ms, "argmax_ms": derivation.argmax_ms,
-               "repaired": derivation.repaired, "repair_method": derivation.method,
-               "measured_ms": measured and measured["measured_ms"],
-               "measured_ci_upper_ms": measured and measured["measured_ci_upper_ms"], "confirmation": measured,
-               "arch": derivation.arch.to_string(), "epochs": config.epochs, "world_size": ranks.world,
-               "arch_params_identical_across_ranks": check_arch_identical(strategy, ranks), "lut": str(lut_path),
-               "val_acc": history[-1]["val_acc"] if history else None,
-               "arch_confidence": arch_confidence(weights),
-               "selection": derivation.detail.get("selection"),
-               "seconds": time.perf_counter() - started}
-    if ranks.is_main:
-        derivation.arch.save(run.file(ARCH), device=config.device, space=config.space, space_name=space.name,
-                             strategy=config.strategy,
-                             budget_ms=budget_ms, predicted_ms=derivation.predicted_ms,
-                             argmax_ms=derivation.argmax_ms, repaired=derivation.repaired,
-                             repair_method=derivation.method, dataset=data.source, num_classes=num_classes,
-                             lut=str(lut_path), seed=config.seed, measured_ms=summary["measured_ms"],
-                             measured_ci_upper_ms=summary["measured_ci_upper_ms"], confirmation=measured)
-        run.write_json(SUMMARY, summary)
-        _plots(run, strategy, weights, history, budget_ms, derivation, config)
-    ranks.barrier()
+    weights = search.strategy.arch_weights()
+    record = _run_record(search, derivation, confirmation.to_dict() if confirmation else None, weights)
+    if search.ranks.is_main:
+        record.write(search.run)
+        _plots(search, weights, derivation)
+    search.ranks.barrier()
     if confirmation is not None and confirmation.kept is None:
         from hwnas.confirm import not_met_message
 
         raise HwnasError(not_met_message(confirmation, config.device))
-    return SearchResult(run.path, config, derivation, range_ms, history, summary)
+    return SearchResult(search.run.path, config, derivation, search.range_ms, search.history, record.summary())
 
 
-def _confirm(strategy: Any, derivation: Derivation, budget_ms: float, range_ms: tuple[float, float],
-             config: SearchConfig, space: Any, lut_path: Path, reporter: Reporter):
+def _run_record(search: _PreparedSearch, derivation: Derivation, confirmation: dict[str, Any] | None,
+                weights: list[tuple[str, np.ndarray]]) -> RunRecord:
+    """What the run files say about this search (every rank computes it: comparing ranks is a collective)."""
+    config, history = search.config, search.history
+    return RunRecord(
+        run=str(search.run.path), device=config.device, space=config.space, space_name=search.space.name,
+        strategy=config.strategy, budget=config.budget, budget_ms=config.budget_ms, range_ms=search.range_ms,
+        derivation=derivation, confirmation=confirmation, dataset=config.data.source,
+        num_classes=search.splits["train_weights"].num_classes, lut=config.lut, seed=config.seed,
+        epochs=config.epochs, world_size=search.ranks.world,
+        arch_params_identical=check_arch_identical(search.strategy, search.ranks),
+        val_acc=history[-1]["val_acc"] if history else None, arch_confidence=arch_confidence(weights),
+        seconds=time.perf_counter() - search.started)
+
+
+def _confirm(search: _PreparedSearch, derivation: Derivation):
     """Time the derived network on the device (the LUT's steady method) and repair the budget from measurements;
     (None, None) with a note where the device cannot be reached."""
     from hwnas.confirm import confirm_on_device
@@ -303,11 +366,13 @@ def _confirm(strategy: Any, derivation: Derivation, budget_ms: float, range_ms: 
     from hwnas.lut.network_timing import measure_on_device
     from hwnas.lut.steady import reference_spec
 
+    config, reporter = search.config, search.reporter
     device = get_device(config.device, config.devices_file)
-    reference = reference_spec(space.specs())
+    reference = reference_spec(search.space.specs())
 
     def measure(arch):
-        return measure_on_device(device, lut_path, [("derived", arch)], reference=reference, force=config.force)[0]
+        return measure_on_device(device, search.lut_path, [("derived", arch)], reference=reference,
+                                 force=config.force)[0]
 
     def report(done) -> None:
         reporter.note(f"measured {done.measured.median_ms:.4g} ms (CI upper {done.measured.upper_ms:.4g}) on "
@@ -315,24 +380,24 @@ def _confirm(strategy: Any, derivation: Derivation, budget_ms: float, range_ms: 
                       f"{done.derived_under_ms:.4g} ms)")
 
     try:
-        return confirm_on_device(strategy, derivation, budget_ms, measure, range_ms, config.confirm_rounds,
-                                 on_round=report)
+        return confirm_on_device(search.strategy, derivation, config.budget_ms, measure, search.range_ms,
+                                 config.confirm_rounds, on_round=report)
     except RuntimeUnavailable as error:
         reporter.note(f"not confirmed on the device ({error}); the budget holds for the prediction only")
         return None, None
 
 
-def _select(strategy: Any, derivation: Derivation, config: SearchConfig, splits: dict[str, Any],
-            device: torch.device, reporter: Reporter) -> Derivation:
+def _select(search: _PreparedSearch, derivation: Derivation) -> Derivation:
     """The best of the derived network and config.select_candidates band draws, scored inside the supernet."""
     from hwnas.selection import select_derivation
 
+    config, strategy = search.config, search.strategy
     if not hasattr(strategy, "choice_log_probs") or "choices" not in derivation.detail:
-        reporter.note(f"select_candidates: strategy '{config.strategy}' has no per-position distribution to draw "
-                      "from; kept its derivation")
+        search.reporter.note(f"select_candidates: strategy '{config.strategy}' has no per-position distribution "
+                             "to draw from; kept its derivation")
         return derivation
-    return select_derivation(strategy, derivation, config.select_candidates, splits, config.data.batch_size,
-                             config.seed, device, reporter.note)
+    return select_derivation(strategy, derivation, config.select_candidates, search.splits, config.data.batch_size,
+                             config.seed, search.device, search.reporter.note)
 
 
 UNDECIDED_CONFIDENCE = 0.1  # below this mean confidence the CLI warns that argmax rests on small differences
@@ -351,13 +416,14 @@ def arch_confidence(rows: list[tuple[str, np.ndarray]]) -> float | None:
     return float(np.mean(scores)) if scores else None
 
 
-def _plots(run: RunDir, strategy: Any, weights: list[tuple[str, np.ndarray]], history: list[dict[str, Any]],
-           budget_ms: float, derivation: Derivation, config: SearchConfig) -> None:
+def _plots(search: _PreparedSearch, weights: list[tuple[str, np.ndarray]], derivation: Derivation) -> None:
+    """arch_weights.png, latency.png (with some history) and the strategy's own plots, when it has any."""
     from hwnas.search_plots import plot_arch_weights, plot_latency
 
+    run, strategy, config = search.run, search.strategy, search.config
     plot_arch_weights(weights, run.file("arch_weights.png"),
                       f"{config.strategy} on {config.space}: architecture weights per layer")
-    if history:
-        plot_latency(history, budget_ms, run.file("latency.png"), derivation.predicted_ms)
+    if search.history:
+        plot_latency(search.history, config.budget_ms, run.file("latency.png"), derivation.predicted_ms)
     if hasattr(strategy, "write_plots"):  # a strategy's own diagnostics (cell strategies: cells.csv, cells.png)
         strategy.write_plots(run.path)

@@ -120,4 +120,4 @@ def select_derivation(strategy, derivation: Derivation, count: int, splits: dict
         return replace(derivation, detail=detail)
     arch = problem.space.arch(list(best.choices))
     return replace(derivation, arch=arch, predicted_ms=problem.latency.predict(arch),
-                   method=f"{derivation.method}+select", detail=detail)
+                   method=derivation.method.then("select"), detail=detail)

@@ -164,9 +164,10 @@ class EpochRecord:
         return {**base, **self.status}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SearchLoop:
-    """Runs search epochs for one strategy over the weight, architecture and validation splits."""
+    """Runs search epochs for one strategy over the weight, architecture and validation splits (each epoch's record
+    carries the budget of the strategy's problem)."""
 
     strategy: Strategy
     weights: SplitDataset
@@ -178,7 +179,6 @@ class SearchLoop:
     batch_size: int
     base_lr: float
     seed: int
-    budget_ms: float
     grad_clip: float = 5.0
     ranks: Ranks = field(default_factory=Ranks)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the supernet lives
@@ -252,7 +252,7 @@ class SearchLoop:
         return EpochRecord(epoch=epoch, weight_loss=weight_loss / max(seen, 1),
                            arch_loss=arch_loss / max(arch_steps, 1), train_acc=correct / max(seen, 1),
                            val_acc=self.validate(), expected_ms=strategy.expected_latency_ms(),
-                           budget_ms=self.budget_ms, lr=lr, seconds=time.perf_counter() - start,
+                           budget_ms=strategy.problem.budget_ms, lr=lr, seconds=time.perf_counter() - start,
                            arch_steps=int(arch_steps / self.ranks.world), status=strategy.status())
 
     @torch.no_grad()

@@ -116,3 +116,23 @@ def shown(value: object) -> str:
 
 def _format_bound(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# Budget comparisons. BUDGET_RTOL absorbs float rounding (calibration, LP solvers): a prediction within
+# budget · (1 + BUDGET_RTOL) meets the budget, and solvers aim at limits tightened by it so rounding never carries
+# their answer over.
+BUDGET_RTOL = 1e-9
+# A margin kept on purpose, far above BUDGET_RTOL: a point placed this far inside a bound (HardCoRe's feasible
+# start, the lowest budget confirmation derives under) still meets it after the solvers' own tightening, and an
+# iterate of many Frank-Wolfe steps may stray this far from the bound by accumulated rounding only.
+BUDGET_MARGIN = 1e-6
+
+
+def within_budget(ms: float, budget_ms: float) -> bool:
+    """Whether a predicted latency meets the budget, up to float rounding."""
+    return ms <= budget_ms * (1 + BUDGET_RTOL)
+
+
+def tight_limit(limit: float) -> float:
+    """`limit` lowered by BUDGET_RTOL: the bound a solver aims at, so its answer still meets `limit` after rounding."""
+    return limit * (1 - BUDGET_RTOL)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from hwnas.arch import Arch
+from hwnas.blocks import BlockSpec
 from hwnas.errors import HwnasError, MissingLatencyError
 from hwnas.lut.table import LatencyTable
-from hwnas.spaces import Space
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,13 @@ class Calibration:
     archs: tuple[str, ...] = ()  # the networks fitted on; validation must not reuse them
     fit_mape_pct: float = float("nan")  # MAPE on the fitted networks themselves
 
-    def apply(self, block_sum_ms: float) -> float:
+    def apply(self, block_sum_ms):
+        """The prediction for a plain block sum (a float or a tensor: every latency term of a search calls this)."""
         return self.scale * block_sum_ms + self.offset_ms
+
+    def block_sum_at(self, ms: float) -> float:
+        """The plain block sum whose prediction is `ms` (what a budget allows the blocks before calibration)."""
+        return (ms - self.offset_ms) / self.scale
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "archs": list(self.archs)}
@@ -37,26 +43,6 @@ class Calibration:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and k != "archs"},
                    archs=tuple(data.get("archs") or ()))
-
-
-@dataclass(frozen=True)
-class SpaceLatency:
-    """A space's latencies as arrays: the fixed stem + head sum and each position's candidate latencies (ms)."""
-
-    fixed_ms: float
-    candidates_ms: tuple[np.ndarray, ...]
-    calibration: Calibration
-
-    def of_choices(self, choices: list[int]) -> float:
-        block_sum = self.fixed_ms + sum(float(c[i]) for c, i in zip(self.candidates_ms, choices))
-        return self.calibration.apply(block_sum)
-
-    @property
-    def range_ms(self) -> tuple[float, float]:
-        """The fastest and slowest architecture of the space, calibrated (position-wise min and max)."""
-        low = self.fixed_ms + sum(float(c.min()) for c in self.candidates_ms)
-        high = self.fixed_ms + sum(float(c.max()) for c in self.candidates_ms)
-        return self.calibration.apply(low), self.calibration.apply(high)
 
 
 def calibration_key(space: str, resolution: int) -> str:
@@ -89,7 +75,7 @@ class LatencyModel:
 
     def block_sum(self, arch: Arch) -> float:
         """Uncalibrated: the plain sum of the blocks' median latencies."""
-        return float(self.table.latencies([spec.key for spec in arch.specs()], self.force).sum())
+        return float(self.block_ms(arch.specs()).sum())
 
     def predict(self, arch: Arch) -> float:
         predicted = self.calibration_for(arch.resolution).apply(self.block_sum(arch))
@@ -98,13 +84,12 @@ class LatencyModel:
                              "for this network; refit it with `hwnas lut calibrate`")
         return predicted
 
-    def space_latency(self, space: Space) -> SpaceLatency:
-        """Arrays for the differentiable latency terms of a search over `space`."""
-        missing = self.table.missing(spec.key for spec in space.specs())
+    def block_ms(self, specs: Iterable[BlockSpec]) -> np.ndarray:
+        """The blocks' median latencies (ms, uncalibrated) in order: what every latency term of a search sums."""
+        return self.table.latencies([spec.key for spec in specs], self.force)
+
+    def require_blocks(self, specs: Iterable[BlockSpec]) -> None:
+        """One MissingLatencyError naming every block of `specs` (a whole space) that the table lacks."""
+        missing = self.table.missing(spec.key for spec in specs)
         if missing:
             raise MissingLatencyError(str(self.table.path), missing)
-        stem, head = space.fixed_specs()
-        fixed = float(self.table.latencies([s.key for s in (*stem, *head)], self.force).sum())
-        per_position = tuple(self.table.latencies([s.key for s in position.specs], self.force)
-                             for position in space.positions)
-        return SpaceLatency(fixed, per_position, self.calibration_for(space.resolution))

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from hwnas.blocks import BlockSpec
 from hwnas.cli import app
 from hwnas.device import get_device
+from hwnas.latency import chain_cost
 from hwnas.lut import LatencyModel, LatencyTable
 from hwnas.lut.build import measuring, profile_specs
 from hwnas.lut.steady import PAIRED_MIN_MS, ReferenceBlock, Steadiness, reference_spec, stored_baseline
@@ -38,10 +39,11 @@ def test_profiled_table_covers_the_space_and_predicts(tiny_lut, tiny_space):
     table = LatencyTable.load(tiny_lut)
     assert table.missing(s.key for s in tiny_space.specs()) == []
     model = LatencyModel(table)
-    low, high = model.space_latency(tiny_space).range_ms
+    cost = chain_cost(tiny_space, model)
+    low, high = cost.range_ms
     arch = sample_archs(tiny_space, 1, seed=5)[0][1]
     assert low <= model.predict(arch) <= high
-    assert model.space_latency(tiny_space).of_choices(tiny_space.choices_of(arch)) == pytest.approx(model.predict(arch))
+    assert cost.of_choices(tiny_space.choices_of(arch)) == pytest.approx(model.predict(arch))
 
 
 def test_profile_resumes_after_kill_and_loses_nothing(tmp_path):

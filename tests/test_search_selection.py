@@ -20,8 +20,7 @@ from tests.search_helpers import measured_model, tiny_chain, tiny_search_config,
 
 def _cost(sizes, seed=0) -> ChainCost:
     rng = np.random.default_rng(seed)
-    return ChainCost(0.5, tuple(torch.tensor(rng.uniform(0.1, 2.0, n), dtype=torch.float64) for n in sizes), 1.0,
-                     0.0)
+    return ChainCost(0.5, tuple(torch.tensor(rng.uniform(0.1, 2.0, n), dtype=torch.float64) for n in sizes))
 
 
 def test_band_draws_are_distinct_in_the_band_and_skip_forbidden_candidates():
@@ -78,7 +77,7 @@ def test_search_keeps_the_best_scored_candidate_within_the_band(folder, tmp_path
         assert result.config.budget_floor * budget * (1 - 1e-9) <= row["predicted_ms"] <= budget
     assert table[0]["supernet_acc"] == max(row["supernet_acc"] for row in table)
     assert result.summary["arch"] == table[0]["arch"]
-    assert (result.derivation.method.endswith("+select")) == (not table[0]["derived"])
+    assert ("select" in result.derivation.method) == (not table[0]["derived"])
     assert "supernet" in result.derivation.describe()
     assert json.loads((result.run_dir / "arch.json").read_text())["predicted_ms"] == pytest.approx(
         result.derivation.predicted_ms)

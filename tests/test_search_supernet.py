@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hwnas.blocks import BlockSpec, Op
 from hwnas.latency import ChainCost
+from hwnas.lut.model import Calibration
 from hwnas.projection import fill_to_floor, project_chain
 from hwnas.supernet import ChainSupernet, MaskedInvertedResidual, MixedLayer, Selection, maskable
 from hwnas.supernet.sampling import gumbel_softmax, sample_without_replacement
@@ -160,7 +161,7 @@ def test_samplers_use_the_generator():
 def test_projection_meets_the_budget(sizes, seed, share):
     rng = np.random.default_rng(seed)
     times = [torch.tensor(rng.uniform(0.1, 2.0, n), dtype=torch.float64) for n in sizes]
-    cost = ChainCost(0.5, tuple(times), 1.1, 0.05)
+    cost = ChainCost(0.5, tuple(times), Calibration(1.1, 0.05))
     scores = [np.log(rng.dirichlet(np.ones(n))) for n in sizes]
     low, high = cost.range_ms
     budget = low + share * (high - low)
@@ -170,7 +171,7 @@ def test_projection_meets_the_budget(sizes, seed, share):
         result = project_chain(scores, cost, budget, method)
         assert result.predicted_ms <= budget
         assert result.predicted_ms == pytest.approx(cost.of_choices(result.choices))
-        if not result.repaired:
+        if not result.method.repaired:
             assert list(result.choices) == [int(np.argmax(s)) for s in scores]
         score = sum(s[i] for s, i in zip(scores, result.choices))
         optimum = sum(s[i] for s, i in zip(scores, best))

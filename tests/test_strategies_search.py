@@ -96,7 +96,7 @@ def test_over_budget_argmax_is_repaired(folder, strategy, params):
                 logits.copy_(5 * times / times.max())
     derived = chosen.derive()
     assert derived.argmax_ms > problem.budget_ms
-    assert derived.repaired and derived.method != "argmax"
+    assert derived.repaired and str(derived.method) != "argmax"
     assert derived.predicted_ms <= problem.budget_ms
     assert "repaired" in derived.describe()
 
@@ -127,7 +127,7 @@ def test_low_argmax_is_filled_to_the_floor(folder, strategy):
     assert derived.predicted_ms <= problem.budget_ms
     if derived.argmax_ms < 0.9 * problem.budget_ms:  # filled, or (DenseNAS) moved to another route
         assert derived.repaired and derived.predicted_ms > derived.argmax_ms
-        assert "fill" in derived.method or derived.method.startswith("route")
+        assert "fill" in derived.method or "route" in derived.method
 
 
 def test_arch_confidence_runs_from_uniform_to_one_hot():

@@ -18,7 +18,7 @@ import torch
 
 from hwnas.cells.genotype import Genotype
 from hwnas.cells.space import CellSpace
-from hwnas.errors import MissingLatencyError
+from hwnas.lut.model import Calibration
 
 
 @dataclass(frozen=True)
@@ -29,29 +29,25 @@ class CellCost:
     space: CellSpace
     fixed_ms: float
     group_ms: Mapping[str, torch.Tensor]  # group -> [edges, ops] float64
-    scale: float = 1.0
-    offset_ms: float = 0.0
+    calibration: Calibration = Calibration()
 
     @classmethod
     def from_model(cls, space: CellSpace, model) -> CellCost:
         """Arrays from a `LatencyModel`; every block of `space.specs()` must be in its table."""
-        missing = model.table.missing(spec.key for spec in space.specs())
-        if missing:
-            raise MissingLatencyError(str(model.table.path), missing)
+        model.require_blocks(space.specs())
 
         def lat(specs) -> torch.Tensor:
-            return torch.as_tensor(model.table.latencies([s.key for s in specs], model.force), dtype=torch.float64)
+            return torch.as_tensor(model.block_ms(specs), dtype=torch.float64)
 
         fixed = float(lat(space.fixed_specs()).sum())
         groups: dict[str, torch.Tensor] = {}
         for slot in space.slots:
             table = torch.stack([lat(row) for row in space.candidate_specs(slot)])
             groups[slot.group] = groups.get(slot.group, 0) + table
-        calibration = model.calibration_for(space.resolution)
-        return cls(space, fixed, groups, calibration.scale, calibration.offset_ms)
+        return cls(space, fixed, groups, model.calibration_for(space.resolution))
 
     def calibrate(self, block_sum: torch.Tensor | float) -> torch.Tensor | float:
-        return self.scale * block_sum + self.offset_ms
+        return self.calibration.apply(block_sum)
 
     @property
     def selectable(self) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 
 from hwnas.cells.genotype import CellGenotype, Genotype
 from hwnas.cells.space import CellSpace
+from hwnas.knapsack import block_sum_at, block_sum_budget, fill_to_floor, repair
 
 
 def _best_ops(space: CellSpace, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,45 +59,27 @@ def select_threshold(space: CellSpace, weights: Mapping[str, torch.Tensor], thre
 
 def fit_to_budget(space: CellSpace, genotype: Genotype, scores: Mapping[str, torch.Tensor], cost,
                   budget_ms: float, floor_ms: float = 0.0) -> tuple[Genotype, list[str]]:
-    """Bring the genotype's predicted latency into [floor, budget] by swapping the operation of one kept edge at a
-    time: while over the budget, the cheaper swap that loses the least score per millisecond saved; while under the
-    floor, the dearer swap (staying within the budget) that loses the least score per millisecond added (the chain
-    strategies' greedy repair and fill). Returns the genotype and the swaps made (empty when it already fits)."""
-    nodes = {name: [list(node) for node in cell.nodes] for name, cell in genotype.cells}
-    primitives, changes = space.primitives, []
-
-    def current() -> Genotype:
-        return Genotype(tuple((name, CellGenotype(tuple(tuple(n) for n in nodes[name]))) for name in genotype.names))
-
-    def best_swap(over: bool, used: float):
-        best = None
-        for group in genotype.names:
-            table, score = cost.group_ms[group], scores[group].detach().to(torch.float64)
-            for node, edges in enumerate(nodes[group]):
-                for k, (op, source) in enumerate(edges):
-                    e, o = space.edge_index(node, source), primitives.index(op)
-                    for o2, other in enumerate(primitives):
-                        delta = float(table[e, o2] - table[e, o])  # ms added by the swap (block sum)
-                        if (other == "none" and space.keep) or (delta >= 0 if over else delta <= 0):
-                            continue
-                        if not over and float(cost.calibrate(used + delta)) > budget_ms:
-                            continue
-                        ratio = float(score[e, o] - score[e, o2]) / abs(delta)
-                        if best is None or ratio < best[0]:
-                            best = (ratio, group, node, k, other, op, source, delta)
-        return best
-
-    used = cost.block_sum(current())
-    while True:
-        predicted = float(cost.calibrate(used))
-        over = predicted > budget_ms
-        if not over and predicted >= floor_ms:
-            break
-        swap = best_swap(over, used)
-        if swap is None:
-            break
-        _, group, node, k, other, op, source, delta = swap
-        nodes[group][node][k] = (other, source)
-        used += delta
-        changes.append(f"{group} node {node}: {op}~{source} -> {other}~{source}")
-    return current(), changes
+    """Bring the genotype's predicted latency into [floor, budget] with the chain strategies' greedy repair and
+    fill (hwnas.knapsack), one operation swap at a time: each kept edge is a position, its options the operations
+    derivation may keep, each at its group's [edge, op] latency (`cost`: a CellCost). Returns the genotype and the
+    edges whose operation changed (empty when it already fits)."""
+    kept = [(group, node, op, source) for group, cell in genotype.cells
+            for node, incoming in enumerate(cell.nodes) for op, source in incoming]
+    rows = [(group, space.edge_index(node, source)) for group, node, _, source in kept]
+    options = cost.selectable.numpy() > 0
+    score = [scores[group].detach().to(torch.float64)[edge].numpy() for group, edge in rows]
+    lat = [cost.group_ms[group][edge].numpy() for group, edge in rows]
+    allowed = [options] * len(kept)
+    start = [space.primitives.index(op) for _, _, op, _ in kept]
+    limit = block_sum_budget(cost, budget_ms)
+    choices = repair(score, lat, start, limit, allowed)
+    # single swaps only, as the cell repair always made (a chain's fill also moves two layers at once)
+    choices = fill_to_floor(score, lat, choices, block_sum_at(cost, floor_ms), limit, allowed, pairs=False)
+    picked, cells = iter(choices), []
+    for group, cell in genotype.cells:
+        nodes = tuple(tuple((space.primitives[next(picked)], source) for _, source in incoming)
+                      for incoming in cell.nodes)
+        cells.append((group, CellGenotype(nodes)))
+    changes = [f"{group} node {node}: {op}~{source} -> {space.primitives[c]}~{source}"
+               for (group, node, op, source), c, was in zip(kept, choices, start) if c != was]
+    return Genotype(tuple(cells)), changes

@@ -4,7 +4,7 @@ expected latency Σ_l Σ_i p_{l,i} t_{l,i}, argmax validation, and derivation wi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from hwnas.projection import project_chain
 from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, TradeoffController
 from hwnas.supernet import ChainSupernet
 
-CONTROLS = ("dual", "argmax", "fixed")  # budget_control: what the trade-off coefficient follows
+BudgetControl = Literal["dual", "argmax", "fixed"]  # budget_control: what the trade-off coefficient follows
 
 
 class ChainLogitsStrategy(BaseStrategy):

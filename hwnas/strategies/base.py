@@ -48,6 +48,7 @@ from hwnas.arch import Arch
 from hwnas.config import parse_params
 from hwnas.errors import ConfigError
 from hwnas.lut.model import LatencyModel
+from hwnas.projection import DerivationMethod
 from hwnas.registry import resolve
 from hwnas.strategies import STRATEGIES
 
@@ -91,20 +92,20 @@ class Derivation:
     predicted_ms: float
     argmax_ms: float  # predicted latency of the strategy's unconstrained choice
     budget_ms: float
-    method: str  # 'argmax' when it met the budget, else the repair used ('lp', 'greedy', ...)
+    method: DerivationMethod  # how it was reached from the argmax (no step: the argmax met the budget)
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def repaired(self) -> bool:
-        return self.method != "argmax"
+        return self.method.repaired
 
     def describe(self) -> str:
         selection = self.detail.get("selection")
         picked = "" if selection is None else (
             f"; best of {selection['candidates']} band networks scored in the supernet: accuracy "
             f"{selection['chosen_acc']:.4f} (the derived one {selection['derived_acc']:.4f})")
-        method = self.method.removesuffix("+select")
-        if method == "argmax":
+        method = self.method.without("select")
+        if not method.steps:
             return (f"argmax meets the budget: {self.argmax_ms:.4g} ms <= {self.budget_ms:.4g} ms{picked}; "
                     f"predicted {self.predicted_ms:.4g} ms")
         if self.argmax_ms > self.budget_ms:
@@ -120,6 +121,7 @@ class Strategy(Protocol):
 
     name: ClassVar[str]
     space_kinds: ClassVar[tuple[str, ...]]  # 'chain', 'dense', 'cell', ...
+    problem: SearchProblem  # what it searches under (the trainer stamps each epoch with its budget)
     supernet: nn.Module
 
     def weight_parameters(self) -> list[nn.Parameter]: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -25,24 +25,25 @@ from hwnas.cells.select import fit_to_budget, select_genotype
 from hwnas.cells.space import CellSpace
 from hwnas.cells.supernet import CellSupernet
 from hwnas.cells.unrolled import sgd_settings, unrolled_arch_grads
-from hwnas.errors import ConfigError
+from hwnas.projection import ARGMAX
 from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, StepContext, StepOutput
-from hwnas.strategies.ostr import SELECTIONS, OperationStrength, SelectionStability
+from hwnas.strategies.ostr import CellSelect, OperationStrength, SelectionStability
 
 
 @dataclass(frozen=True)
 class DartsParams:
     """DARTS hyperparameters (paper values unless said otherwise) and what every cell strategy shares."""
 
-    order: int = 1  # 1: first-order DARTS; 2: second-order (unrolled virtual step, finite-difference HVP)
+    order: Literal[1, 2] = 1  # 1: first-order DARTS; 2: second-order (unrolled virtual step, finite-difference HVP)
     arch_lr: float = 3e-4  # Adam learning rate of α (paper: 3e-4)
     arch_beta1: float = 0.5  # Adam β1 (paper: 0.5; β2 = 0.999)
     arch_weight_decay: float = 1e-3  # L2 on α (paper: 1e-3)
     init_scale: float = 1e-3  # α initialised as init_scale · N(0, 1) (paper: 1e-3)
     unrolled_r: float = 0.01  # ε = r / ‖∇_w' L_val‖ of the finite-difference Hessian-vector product (paper: 0.01)
-    select: str = "magnitude"  # derivation: 'magnitude' (largest weight) or 'ostr' (largest operation strength)
+    select: CellSelect = "magnitude"  # derivation: 'magnitude' (largest weight) or 'ostr' (largest operation strength)
     ostr_star: bool = False  # OStr*: the strength without the p_o factor (OStr paper Sec. IV-D)
-    ostr_window: str = "epoch"  # strength averaged over this epoch's minibatches ('epoch') or all ('search')
+    ostr_window: Literal["epoch", "search"] = "epoch"  # strength averaged over this epoch's minibatches ('epoch') or
+    # all ('search')
     early_stop: int = 0  # stop when the selected cells are unchanged for this many epochs (OStr K; 0: never)
     latency_weight: float = 1.0  # λ of the budget hinge λ · max(0, E[LAT]/T − 1) on the architecture loss
     search_channels: int = 4  # C of the proxy supernet (0: the space's); the space's network is what deploys
@@ -58,12 +59,6 @@ class CellStrategy(BaseStrategy):
     Params = DartsParams
     per_cell: ClassVar[bool] = False
     default_search_layers: ClassVar[int] = 5  # the proxy's cells when search_layers is not set
-
-    @classmethod
-    def check_params(cls, p: DartsParams) -> None:
-        if p.select not in SELECTIONS or p.ostr_window not in ("epoch", "search") or p.order not in (1, 2):
-            raise ConfigError(f"strategy '{cls.name}': select must be one of {', '.join(SELECTIONS)}, ostr_window "
-                              f"'epoch' or 'search', order 1 or 2 (got {p.select!r}, {p.ostr_window!r}, {p.order})")
 
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
@@ -251,8 +246,8 @@ class CellStrategy(BaseStrategy):
             "skip_connect"), "search_network": f"c{self.search_space.channels}_l{self.search_space.layers}"}
         if changes:
             detail["repairs"] = changes
-        return Derivation(arch, predicted, argmax_ms, self.problem.budget_ms, "greedy" if changes else "argmax",
-                          detail)
+        method = ARGMAX.then("greedy") if changes else ARGMAX
+        return Derivation(arch, predicted, argmax_ms, self.problem.budget_ms, method, detail)
 
     # -- resume -------------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

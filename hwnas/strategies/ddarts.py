@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from hwnas.errors import ConfigError
 from hwnas.strategies.base import SearchProblem, StepContext
 from hwnas.strategies.darts import CellStrategy, DartsParams
 
-PARSINGS = ("sparse", "darts")
+Parsing = Literal["sparse", "darts"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class DDartsParams(DartsParams):
 
     w01: float = 8.0  # weight of the zero-one loss (thesis: 8 in Sec. 4.2.1, 7 in Sec. 4.2.2)
     w_ab: float = 0.5  # weight of the ablation loss L_AB (0: FairDARTS' L_F per cell)
-    parsing: str = "sparse"  # 'sparse' (edges whose best σ(α) >= threshold) or 'darts' (best edges per node)
+    parsing: Parsing = "sparse"  # 'sparse' (edges whose best σ(α) >= threshold) or 'darts' (best edges per node)
     threshold: float = 0.85  # σ_t of the sparse parsing
     search_layers: int | None = None  # searched cells (None: 8 as in the thesis, or the space's where Algorithm 2
     #                                   cannot grow to it; 0: the space's); fewer than the space's are grown
@@ -60,9 +60,8 @@ class DDartsStrategy(CellStrategy):
     @classmethod
     def check_params(cls, p: DDartsParams) -> None:
         super().check_params(p)
-        if p.parsing not in PARSINGS or p.order != 1:
-            raise ConfigError(f"strategy 'ddarts': parsing '{p.parsing}' (expected one of {', '.join(PARSINGS)}), "
-                              f"order {p.order} (D-DARTS is first order)")
+        if p.order != 1:
+            raise ConfigError(f"strategy 'ddarts': order {p.order}: D-DARTS is first order")
 
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)

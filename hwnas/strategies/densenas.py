@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from hwnas.dense_space import DenseChoice, DenseSpace
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.latency import DenseCost, dense_cost, densenas_chained_cost, densenas_loss
+from hwnas.projection import ARGMAX
 from hwnas.strategies.base import (
     BaseStrategy,
     Derivation,
@@ -36,7 +37,7 @@ from hwnas.supernet.chain import Selection
 from hwnas.supernet.dense import DenseSupernet
 from hwnas.supernet.sampling import sample_index, sample_without_replacement, uniform_index
 
-CONTROLS = ("dual", "fixed")
+DenseBudgetControl = Literal["dual", "fixed"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class DenseNASParams:
     arch_lr: float = 0.01  # Adam learning rate of α and β (released: 3e-4 over 100 ImageNet epochs)
     arch_weight_decay: float = 1e-3  # (released: 1e-3)
     arch_ops: int = 2  # ops sampled per mixed layer in an architecture step
-    budget_control: str = "dual"  # 'dual': adapt λ so the chained cost tracks the budget; 'fixed': keep λ
+    budget_control: DenseBudgetControl = "dual"  # 'dual': adapt λ so the chained cost tracks the budget; 'fixed': keep
+    # λ
     control_rate: float = 1.0  # dual step: log λ += rate · (cost/budget − 1) per architecture step
     masked: bool = True  # a layer's candidates share weights (channel masks, superkernel) where they allow; the
     # paper keeps separate weights, which one sampled op per step leaves at chance in short searches (README)
@@ -61,8 +63,8 @@ class DenseNASStrategy(BaseStrategy):
 
     @classmethod
     def check_params(cls, p: DenseNASParams) -> None:
-        if p.budget_control not in CONTROLS or p.arch_ops < 1 or p.tau <= 1:
-            raise ConfigError(f"strategy 'densenas': budget_control one of {CONTROLS}, arch_ops >= 1, tau > 1")
+        if p.arch_ops < 1 or p.tau <= 1:
+            raise ConfigError("strategy 'densenas': arch_ops must be >= 1 and tau > 1")
 
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
@@ -142,7 +144,7 @@ class DenseNASStrategy(BaseStrategy):
         log_p = torch.log(self.edge_probs().clamp_min(1e-12)).numpy()
 
         def pick(logits: torch.Tensor, times: torch.Tensor) -> tuple[int, float]:
-            value = F.log_softmax(logits.detach(), -1).numpy() - mu * cost.scale * times.numpy()
+            value = F.log_softmax(logits.detach(), -1).numpy() - mu * cost.calibration.scale * times.numpy()
             best = int(np.argmax(value))
             return best, float(value[best])
 
@@ -178,7 +180,7 @@ class DenseNASStrategy(BaseStrategy):
         edges = [self.space.edge(a, b).index for a, b in zip(path, path[1:])]
         layers = [(node - 1, i) for node in path[1:-1] for i in range(self.space.blocks[node - 1].layers)]
         times = [cost.edge_ms[e] for e in edges] + [cost.layer_ms[n] for n, _ in layers]
-        chain = ChainCost(cost.fixed_ms, tuple(times), cost.scale, cost.offset_ms)
+        chain = ChainCost(cost.fixed_ms, tuple(times), cost.calibration)
         if chain.range_ms[0] > budget:
             return None
         scores = [F.log_softmax(self.edge_alpha[e].detach(), -1).numpy() for e in edges]
@@ -203,7 +205,7 @@ class DenseNASStrategy(BaseStrategy):
         budget, floor = self.problem.budget_ms, self.problem.budget_floor * self.problem.budget_ms
         choice = self._best(0.0)
         argmax_ms = predict(self.space.arch(choice))
-        method = "argmax"
+        method = ARGMAX
         if not floor <= argmax_ms <= budget:
             paths = dict.fromkeys(self._best(sign * 4.0 ** k).path for sign in (-1, 1) for k in range(-6, 16))
             found = [r for r in (self._path_choice(path, budget) for path in paths) if r is not None]
@@ -214,7 +216,7 @@ class DenseNASStrategy(BaseStrategy):
                 choice, _, how = max(in_band, key=lambda r: r[1])
             else:
                 choice, _, how = max(found, key=lambda r: predict(self.space.arch(r[0])))
-            method = "route" if how == "argmax" else "route+" + how
+            method = ARGMAX.then("route", *how.steps)
         arch = self.space.arch(choice)
         return Derivation(arch, predict(arch), argmax_ms, budget, method,
                           {"path": list(choice.path), "edge_ops": list(choice.edge_ops),

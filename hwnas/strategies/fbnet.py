@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -15,13 +15,13 @@ import torch.nn.functional as F
 
 from hwnas.errors import ConfigError
 from hwnas.latency import fbnet_latency, fbnet_loss
-from hwnas.projection import METHODS
-from hwnas.strategies._chain import CONTROLS, ChainLogitsStrategy
+from hwnas.projection import ProjectionMethod
+from hwnas.strategies._chain import BudgetControl, ChainLogitsStrategy
 from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, set_arch_grads
 from hwnas.supernet import Selection
 from hwnas.supernet.sampling import gumbel_softmax
 
-SELECTIONS = ("weights", "loss")
+FBNetSelect = Literal["weights", "loss"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,12 @@ class FBNetParams:
     arch_lr: float = 0.01  # Adam learning rate of θ (paper: 0.01)
     arch_weight_decay: float = 5e-4  # L2 on θ (paper: 5e-4)
     hard: bool = False  # one-hot straight-through samples (one path per step) instead of soft masks (all paths)
-    budget_control: str = "dual"  # 'dual': adapt β so E[LAT] tracks the budget; 'argmax': so the larger of E[LAT]
-    # and the argmax network's latency does (so derive() need not repair it); 'fixed': keep the paper's β
+    budget_control: BudgetControl = "dual"  # 'dual': adapt β so E[LAT] tracks the budget; 'argmax': so the larger of
+    # E[LAT] and the argmax network's latency does (so derive() need not repair it); 'fixed': keep the paper's β
     control_rate: float = 1.0  # dual step: log β += rate · (E[LAT]/budget − 1) per architecture step
-    projection: str = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
-    select: str = "weights"  # derivation scores: 'weights' (log-probabilities of θ) or 'loss' (first-order change
-    # of the task loss when a layer keeps one candidate, measured on the architecture batches; see LossChange)
+    projection: ProjectionMethod = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
+    select: FBNetSelect = "weights"  # derivation scores: 'weights' (log-probabilities of θ) or 'loss' (first-order
+    # change of the task loss when a layer keeps one candidate, measured on the architecture batches; see LossChange)
     masked: bool = False  # share weights where the candidates allow (FBNetV2's masks: soft masks then mix kernel
     # and width marginals); needed for `hard` on other spaces, impossible on FBNet's (grouped ops, projecting skip)
 
@@ -56,10 +56,8 @@ class FBNetStrategy(ChainLogitsStrategy):
 
     @classmethod
     def check_params(cls, p: FBNetParams) -> None:
-        if (p.budget_control not in CONTROLS or p.projection not in METHODS or p.tau0 <= 0 or p.tau_end < 0
-                or p.select not in SELECTIONS):
-            raise ConfigError(f"strategy 'fbnet': budget_control must be one of {CONTROLS}, projection one of "
-                              f"{METHODS}, select one of {SELECTIONS}, tau0 > 0, tau_end >= 0")
+        if p.tau0 <= 0 or p.tau_end < 0:
+            raise ConfigError("strategy 'fbnet': tau0 must be > 0 and tau_end >= 0")
         if p.select == "loss" and p.hard:
             raise ConfigError("strategy 'fbnet': select=loss measures the soft mixture; it needs hard=false")
 

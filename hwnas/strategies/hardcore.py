@@ -20,17 +20,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hwnas.errors import ConfigError, HwnasError
+from hwnas.knapsack import block_sum_at, block_sum_budget, fill_to_floor, masked_scores, round_to_choices, solve_lp
 from hwnas.latency import ChainCost, DepthStage, chain_cost, depth_stages, hardcore_expected_latency
+from hwnas.projection import ARGMAX
 from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, StepContext, StepOutput
 from hwnas.supernet import ChainSupernet, Selection
 from hwnas.supernet.sampling import gumbel_softmax, uniform_index
+from hwnas.units import BUDGET_MARGIN, tight_limit
 
 
 @dataclass(frozen=True)
@@ -39,38 +42,16 @@ class HardCoReParams:
 
     max_gamma: float = 0.5  # γ_max of the Frank-Wolfe step size γ_k = γ_max · 4 / (k + 4)
     momentum: float = 0.0  # gradient averaging d = m·d + (1 − m)·g before each linear program (0: none)
-    block: str = "random"  # which block each step updates: 'random' (coin flip) or 'alternate'
+    block: Literal["random", "alternate"] = "random"  # which block each step updates: 'random' (coin flip) or
+    # 'alternate'
     tau: float = 1.0  # Gumbel-softmax temperature of the straight-through samples of α and β
     samples: int = 4  # architectures sampled per gradient estimate, each run on the whole architecture batch
     masked: bool = True  # weight-sharing masked layers (channel masks + superkernel) where candidates allow
 
 
-def _linprog(objective: Sequence[np.ndarray], coef: Sequence[np.ndarray], limit: float) -> list[np.ndarray] | None:
-    """argmin Σ_g ⟨objective_g, x_g⟩ over x_g in the simplex of each group, subject to Σ_g ⟨coef_g, x_g⟩ ≤ limit."""
-    from scipy.optimize import linprog
-
-    sizes = [len(o) for o in objective]
-    offsets = np.cumsum([0, *sizes])
-    a_eq = np.zeros((len(sizes), offsets[-1]))
-    for row, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
-        a_eq[row, start:stop] = 1.0
-    result = linprog(np.concatenate(objective), A_ub=np.concatenate(coef)[None, :], b_ub=[limit], A_eq=a_eq,
-                     b_eq=np.ones(len(sizes)), bounds=(0, 1), method="highs-ds")
-    if result.status != 0:
-        return None
-    return [np.clip(result.x[start:stop], 0.0, 1.0) for start, stop in zip(offsets[:-1], offsets[1:])]
-
-
-def _round(groups: Sequence[np.ndarray], coef: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """One-hot per group: a fractional group takes the cheapest option of its support (keeps the constraint)."""
-    result = []
-    for x, c in zip(groups, coef):
-        support = np.flatnonzero(x > 1e-9)
-        pick = int(support[np.argmin(c[support])]) if len(support) > 1 else int(np.argmax(x))
-        one_hot = np.zeros_like(x)
-        one_hot[pick] = 1.0
-        result.append(one_hot)
-    return result
+def _one_hot(solution: Sequence[np.ndarray], cost: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    """An LP solution rounded to one option per group (hwnas.knapsack), as one-hot vectors."""
+    return [torch.from_numpy(np.eye(len(x))[c]) for x, c in zip(solution, round_to_choices(solution, cost))]
 
 
 class HardCoReStrategy(BaseStrategy):
@@ -80,10 +61,8 @@ class HardCoReStrategy(BaseStrategy):
 
     @classmethod
     def check_params(cls, p: HardCoReParams) -> None:
-        if (p.block not in ("random", "alternate") or not 0 < p.max_gamma <= 1 or not 0 <= p.momentum < 1
-                or p.samples < 1):
-            raise ConfigError("strategy 'hardcore': block must be random|alternate, 0 < max_gamma <= 1, "
-                              "0 <= momentum < 1, samples >= 1")
+        if not 0 < p.max_gamma <= 1 or not 0 <= p.momentum < 1 or p.samples < 1:
+            raise ConfigError("strategy 'hardcore': 0 < max_gamma <= 1, 0 <= momentum < 1 and samples >= 1 needed")
 
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
@@ -124,7 +103,7 @@ class HardCoReStrategy(BaseStrategy):
         """The uniform point if it meets T, else the point nearest to it on the segment towards the fastest
         architecture that does (the paper starts from a QP projection of the uniform point; this is the same idea
         along one line)."""
-        budget = self.problem.budget_ms * (1 - 1e-6)
+        budget = self.problem.budget_ms * (1 - BUDGET_MARGIN)
         if self.latency_of(alpha, beta) <= budget:
             return alpha, beta
         fast_alpha = []
@@ -167,13 +146,12 @@ class HardCoReStrategy(BaseStrategy):
         return float(self.cost.candidates_ms[position][index]) if index is not None else 0.0
 
     def _alpha_constraint(self, beta: Mapping[int, torch.Tensor]) -> tuple[list[np.ndarray], float]:
-        """LAT = Σ_p ⟨coef_p, α_p⟩ + const for fixed β; returns (coef over allowed entries, T − const)."""
+        """LAT = Σ_p ⟨coef_p, α_p⟩ + const for fixed β; returns (coef, T − const)."""
         presence = self._presence(beta)
-        coef = [self.cost.scale * presence[p] * t.numpy()[self.allowed[p]]
-                for p, t in enumerate(self.cost.candidates_ms)]
+        coef = [self.cost.calibration.scale * presence[p] * t.numpy() for p, t in enumerate(self.cost.candidates_ms)]
         const = self.cost.calibrate(self.cost.fixed_ms + sum((1 - presence[p]) * self._skip_ms(p)
                                                              for p in range(len(self.alpha))))
-        return coef, self.problem.budget_ms * (1 - 1e-9) - const
+        return coef, tight_limit(self.problem.budget_ms) - const
 
     def _beta_constraint(self, alpha: Sequence[torch.Tensor]) -> tuple[list[np.ndarray], float]:
         """LAT = Σ_s ⟨coef_s, β_s⟩ + const for fixed α, coef_{s,d} = Σ_{b ≤ d} (A_b − skip_b)."""
@@ -185,21 +163,13 @@ class HardCoReStrategy(BaseStrategy):
             stage = self.stages[s]
             const += sum(self._skip_ms(p) for p in stage.positions)
             gains = np.cumsum([block_ms[p] - self._skip_ms(p) for p in stage.positions])
-            coef.append(self.cost.scale * np.array([gains[depth - 1] for depth in stage.depths]))
-        return coef, self.problem.budget_ms * (1 - 1e-9) - self.cost.calibrate(self.cost.fixed_ms + const)
+            coef.append(self.cost.calibration.scale * np.array([gains[depth - 1] for depth in stage.depths]))
+        return coef, tight_limit(self.problem.budget_ms) - self.cost.calibrate(self.cost.fixed_ms + const)
 
     def _solve_alpha(self, objective: Sequence[np.ndarray],
                      beta: Mapping[int, torch.Tensor]) -> list[np.ndarray] | None:
         coef, limit = self._alpha_constraint(beta)
-        solution = _linprog([o[m] for o, m in zip(objective, self.allowed)], coef, limit)
-        if solution is None:
-            return None
-        full = []
-        for x, m in zip(solution, self.allowed):
-            row = np.zeros(len(m))
-            row[m] = x
-            full.append(row)
-        return full
+        return solve_lp(objective, coef, limit, self.allowed)
 
     # -- sampling and steps -------------------------------------------------------------------------------
     def _logits(self, probs: torch.Tensor, allowed: np.ndarray | None = None) -> torch.Tensor:
@@ -269,7 +239,7 @@ class HardCoReStrategy(BaseStrategy):
         if update_beta:
             grads = self._averaged("beta", [b.grad.numpy().astype(float) for b in self.beta])
             coef, limit = self._beta_constraint(self.alpha)
-            target = _linprog(grads, coef, limit)
+            target = solve_lp(grads, coef, limit)
             current = self.beta
         else:
             grads = self._averaged("alpha", [a.grad.numpy().astype(float) for a in self.alpha])
@@ -279,7 +249,7 @@ class HardCoReStrategy(BaseStrategy):
             return  # numerically infeasible linear program: keep the (feasible) iterate
         for x, s in zip(current, target):
             x += gamma * (torch.from_numpy(s) - x)
-        if self.expected_latency_ms() > self.problem.budget_ms * (1 + 1e-6):
+        if self.expected_latency_ms() > self.problem.budget_ms * (1 + BUDGET_MARGIN):
             raise HwnasError("HardCoRe-NAS: a Frank-Wolfe step left the budget; this is a bug")
 
     def status(self) -> dict[str, float]:
@@ -312,13 +282,13 @@ class HardCoReStrategy(BaseStrategy):
     def derive(self) -> Derivation:
         argmax = self.argmax_choices()
         argmax_ms = self.cost.of_choices(argmax)
-        choices, method = argmax, "argmax"
+        choices, method = argmax, ARGMAX
         if argmax_ms > self.problem.budget_ms:
-            choices, method = self._project(), "lp"
+            choices, method = self._project(), ARGMAX.then("lp")
         floor = self.problem.budget_floor * self.problem.budget_ms
         if self.cost.of_choices(choices) < floor:
             choices = self._fill(choices)
-            method = "fill" if method == "argmax" else method + "+fill"
+            method = method.then("fill")
         arch = self.space.arch(choices)
         return Derivation(arch, self.problem.latency.predict(arch), argmax_ms, self.problem.budget_ms, method,
                           {"choices": choices})
@@ -340,13 +310,13 @@ class HardCoReStrategy(BaseStrategy):
 
     def _fill(self, choices: list[int]) -> list[int]:
         """Fill up to the budget floor by the marginal log-probability of each candidate at each position."""
-        from hwnas.projection import block_sum_budget, block_sum_floor, fill_to_floor
-
-        scores = [np.where(np.isfinite(row), row, -1e9) for row in self.choice_log_probs()]
+        rows = self.choice_log_probs()
+        allowed = [np.isfinite(row) for row in rows]
+        scores = masked_scores(rows, allowed)
         lat = [t.numpy() for t in self.cost.candidates_ms]
         budget = self.problem.budget_ms
-        return fill_to_floor(scores, lat, choices, block_sum_floor(self.cost, budget, self.problem.budget_floor),
-                             block_sum_budget(self.cost, budget))
+        return fill_to_floor(scores, lat, choices, block_sum_at(self.cost, self.problem.budget_floor * budget),
+                             block_sum_budget(self.cost, budget), allowed)
 
     def _project(self) -> list[int]:
         """Alternating vertex LPs with importance α (β), rounded to one-hot after each: discrete, within T."""
@@ -358,16 +328,16 @@ class HardCoReStrategy(BaseStrategy):
         for _ in range(3):
             if self.beta_keys:
                 coef, limit = self._beta_constraint(alpha)
-                solved = _linprog(importance_b, coef, limit)
+                solved = solve_lp(importance_b, coef, limit)
                 if solved is None:
                     raise HwnasError("HardCoRe-NAS projection: the depth linear program has no solution")
-                beta = {s: torch.from_numpy(x) for s, x in zip(self.beta_keys, _round(solved, coef))}
+                beta = dict(zip(self.beta_keys, _one_hot(solved, coef)))
             solved = self._solve_alpha(importance_a, beta)
             if solved is None:
                 raise HwnasError("HardCoRe-NAS projection: the block linear program has no solution")
-            full_coef = [self.cost.scale * t.numpy() + np.where(m, 0.0, np.inf) for t, m in
+            full_coef = [self.cost.calibration.scale * t.numpy() + np.where(m, 0.0, np.inf) for t, m in
                          zip(self.cost.candidates_ms, self.allowed)]
-            alpha = [torch.from_numpy(x) for x in _round(solved, full_coef)]
+            alpha = _one_hot(solved, full_coef)
         return self._choices([a.numpy() for a in alpha], {s: b.numpy() for s, b in beta.items()})
 
     def extra_state(self) -> dict[str, Any]:

@@ -13,11 +13,11 @@ with it (`hwnas.strategies.darts.OStrDartsStrategy`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-SELECTIONS = ("magnitude", "ostr")
+CellSelect = Literal["magnitude", "ostr"]
 
 
 class OperationStrength:

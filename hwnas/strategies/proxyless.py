@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from hwnas.errors import ConfigError
 from hwnas.latency import proxyless_expected_latency, proxyless_loss
-from hwnas.projection import METHODS
-from hwnas.strategies._chain import CONTROLS, ChainLogitsStrategy
+from hwnas.projection import ProjectionMethod
+from hwnas.strategies._chain import BudgetControl, ChainLogitsStrategy
 from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, set_arch_grads
 from hwnas.supernet import Selection
 from hwnas.supernet.sampling import sample_index, sample_without_replacement, uniform_index
@@ -36,10 +36,10 @@ class ProxylessParams:
     arch_beta1: float = 0.0  # Adam β1 of α (released code: 0)
     arch_weight_decay: float = 0.0  # (released code: 0)
     paths: int = 2  # paths sampled per architecture step (paper: 2)
-    budget_control: str = "dual"  # 'dual': adapt λ so E[LAT] tracks the budget; 'argmax': so the larger of E[LAT]
-    # and the argmax network's latency does; 'fixed': keep λ
+    budget_control: BudgetControl = "dual"  # 'dual': adapt λ so E[LAT] tracks the budget; 'argmax': so the larger of
+    # E[LAT] and the argmax network's latency does; 'fixed': keep λ
     control_rate: float = 1.0  # dual step: log λ += rate · (E[LAT]/budget − 1) per architecture step
-    projection: str = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
+    projection: ProjectionMethod = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
     masked: bool = True  # candidates share weights (channel masks, superkernel) where they allow; the paper keeps
     # separate weights, which stay at chance here when one path is sampled per step (README, search quality)
 
@@ -50,9 +50,8 @@ class ProxylessStrategy(ChainLogitsStrategy):
 
     @classmethod
     def check_params(cls, p: ProxylessParams) -> None:
-        if p.budget_control not in CONTROLS or p.projection not in METHODS or p.paths < 1:
-            raise ConfigError(f"strategy 'proxyless': budget_control must be one of {CONTROLS}, projection one of "
-                              f"{METHODS}, paths >= 1")
+        if p.paths < 1:
+            raise ConfigError("strategy 'proxyless': paths must be >= 1")
 
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
