@@ -79,6 +79,16 @@ def progress_bar(quiet: bool = False) -> Iterator[Progress]:
         yield progress
 
 
+@contextmanager
+def printing_to(stream) -> Iterator[None]:
+    """hwnas's own lines (and progress bars) go to `stream` for the block, e.g. while others' output is captured."""
+    console.file = stream
+    try:
+        yield
+    finally:
+        console.file = None
+
+
 def lazy_task(progress: Progress, description: str, total: int | None = None) -> Callable[..., None]:
     """A callback that advances a progress task created on its first call (no empty bar before a failure)."""
     task_ids: list = []

@@ -11,6 +11,8 @@ from rich.table import Table
 from hwnas.cli.common import DevicesFile, JsonFlag, console, handles_errors, print_json
 from hwnas.errors import HwnasError
 
+NOT_USABLE = "not usable"  # the table's word for a local runtime that cannot measure; the reason follows it
+
 
 def register(app: typer.Typer) -> None:
     app.command("devices")(devices)
@@ -37,9 +39,19 @@ def devices(devices_file: Path = DevicesFile, check: bool = typer.Option(
     table.add_column("here" if check else "description", overflow="fold")
     for name, device in registry.items():
         cells = [name, device.runtime, device.precision, str(device.threads or "all"), device.transport,
-                 status[name] if check else device.description]
-        table.add_row(*(escape(cell) for cell in cells))  # '[tensorrt]' in an install hint is text, not markup
+                 _short(status[name]) if check else device.description]
+        table.add_row(*(escape(cell) for cell in cells))
     console.print(table)
+    for name, reason in status.items():  # full-width lines: an install hint is not folded into a narrow column
+        if _short(reason) == NOT_USABLE:
+            console.print(f"{name} cannot measure here: {reason}", markup=False, highlight=False)  # '[x]' is text
+
+
+def _short(status: str) -> str:
+    """The table's word for a status: the reasons a runtime cannot measure are printed below the table."""
+    if status in ("", "ready"):
+        return status
+    return "remote" if status.startswith("remote") else NOT_USABLE
 
 
 def _status(device) -> str:

@@ -9,8 +9,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hwnas.cli.common import DevicesFile, JsonFlag, LutDir, console, fail, handles_errors, print_json, progress_bar
-from hwnas.errors import HwnasError
+from hwnas.cli.common import (
+    DevicesFile,
+    JsonFlag,
+    LutDir,
+    console,
+    fail,
+    handles_errors,
+    print_json,
+    printing_to,
+    progress_bar,
+)
 from hwnas.units import check_classes, check_range, check_resolution
 
 
@@ -52,6 +61,8 @@ def export(
     deployment_target: str = typer.Option("iOS16", "--deployment-target", help="Core ML minimum deployment target."),
     seed: int = typer.Option(0, help="Seed of the random initialisation (untrained networks) and random images."),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every file, even those an earlier export can reuse."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show what the converters and runtimes print "
+                                                          "(warnings, logs, progress bars)."),
     as_json: bool = JsonFlag,
 ) -> None:
     """Export RUN (or --arch) to deployable files, check each against PyTorch, write export.json."""
@@ -60,6 +71,7 @@ def export(
     check_range(calibration_size, "--calibration-size", 1)
     check_range(validation_size, "--validation-size", 1)
     from hwnas.export.pipeline import ExportRequest, run_export
+    from hwnas.export.third_party_output import captured_third_party_output
     from hwnas.onnx_io import DEFAULT_OPSET
 
     request = ExportRequest(
@@ -69,13 +81,15 @@ def export(
         calibration_size=calibration_size, validation_size=validation_size, opset=opset or DEFAULT_OPSET,
         dynamic_batch=dynamic_batch, simplify=simplify, channels_last=channels_last,
         deployment_target=deployment_target, seed=seed, fresh=fresh)
-    try:
-        with progress_bar(quiet=as_json) as progress:
-            task = progress.add_task("export", total=None)
-            report = run_export(request, lambda message: progress.update(task, description=f"export: {message}"))
-            progress.update(task, total=1, completed=1, description="export: done")
-    except HwnasError as error:
-        fail(str(error))
+    with progress_bar(quiet=as_json) as progress:
+        task = progress.add_task("export", total=None)
+        try:
+            with captured_third_party_output() as third_party, printing_to(third_party.terminal):
+                report = run_export(request, lambda message: progress.update(task, description=f"export: {message}"))
+        finally:
+            if verbose and third_party.text:  # as the converters printed it, under the progress bar
+                typer.echo(third_party.text.rstrip("\n"), err=True)
+        progress.update(task, total=1, completed=1, description="export: done")
     if as_json:
         print_json(report.data)
     else:
