@@ -1,5 +1,6 @@
-"""Timing whole networks: the one way hwnas measures a network end to end, with the steady method its LUT was built
-with (calls paired with the table's reference block, lut/steady.py). Calibration, validation, search confirmation,
+"""Timing whole networks: the one way hwnas measures a network end to end, on a machine its LUT's reference block
+shows at the table's speed (lut/steady.py: checked alone before and after each network, which is never scaled by
+it). Calibration, validation, search confirmation,
 `train` and `export --measure` all time here, so their figures are in the same units of noise as the table."""
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, t
     """Profile any blocks the table lacks, then time each whole network on the profiler's device.
 
     `reference` (default: the rule's pick among the networks' blocks; pass the space's, the block its table was
-    built beside) is the reference block (lut/steady.py): a network's calls count while it runs within
-    `steady_tolerance` of the baseline the table stored for it (else its row's p10), each scaled to that speed;
-    measuring waits up to `steady_wait_s` for enough such calls, and `on_unsteady(name, ratio)` hears of networks
+    built beside) is the reference block (lut/steady.py): a network is timed once the reference runs within
+    `steady_tolerance` of the baseline the table stored for it (else its row's p10), and again when it moved
+    meanwhile; measuring waits up to `steady_wait_s` for that, and `on_unsteady(name, ratio)` hears of networks
     timed anyway. `compiled` maps a network's name to an artifact to time instead of compiling it (an exported
     file). Comparing a LUT with networks timed on a slower machine measures the machine, not the LUT."""
     specs = [spec for _, arch in networks for spec in arch.specs()]
@@ -77,7 +78,7 @@ def measure_networks(networks: Sequence[tuple[str, Arch]], profiler: Profiler, t
         for name, arch in networks:
             artifact = (compiled or {}).get(name) or profiler.compile(arch.build(), (profiler.device.batch,
                                                                                       *arch.input_shape[1:]))
-            timing, ratio = reference.time(artifact, settings, steadiness)
+            timing, ratio = reference.time(artifact, settings, steadiness, pair_calls=False)
             if not steadiness.steady(ratio) and on_unsteady:
                 on_unsteady(name, ratio)
             measured.append(NetworkTiming(timing.per_image(profiler.device.batch), ratio))

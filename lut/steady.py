@@ -4,9 +4,11 @@ reference block is run between the calls of whatever is timed, and only calls wh
 reference's own speed count (paired timing), each scaled by the baseline over its reference neighbours: the
 few-percent drift left inside the tolerance cancels too (timings of the same networks repeated agree with Kendall
 tau 0.92 instead of 0.85 at 128 px). A table remembers each reference's baseline, so networks validated later are
-timed in the same units as its rows. Where calls are timed elsewhere (a remote agent), or the reference
-is too quick to time call by call, it is re-timed before and after each whole timing instead: measuring waits
-while it runs slow, and times again when it moved. Rows and networks timed at different speeds would compare the
+timed in the same units as its rows. Where calls are timed elsewhere (a remote agent), the reference is too quick
+to time call by call, or the timed thing is a whole network, the reference is re-timed alone before and after each
+whole timing instead: measuring waits while it runs slow, and times again when it moved. A whole network evicts
+the reference's working set from cache, so beside it the reference reads slow for reasons of its own (1.4-1.9x
+beside 224 px networks here), and scaling the network's calls by it made them read 30-50% fast. Rows and networks timed at different speeds would compare the
 machine, not the LUT.
 """
 
@@ -131,10 +133,12 @@ class ReferenceBlock:
         self.waited_in_vain = abs(ratio - 1) > tolerance
         return ratio
 
-    def time(self, artifact: Artifact, settings: MeasureSettings, steadiness: Steadiness) -> tuple[Timing, float]:
+    def time(self, artifact: Artifact, settings: MeasureSettings, steadiness: Steadiness,
+             pair_calls: bool = True) -> tuple[Timing, float]:
         """`artifact` timed on a steady machine, and the ratio of the reference's speed around it to its baseline
-        (within tolerance: steady; otherwise the caller says the timing is suspect)."""
-        paired = self.runner is not None and self.baseline >= PAIRED_MIN_MS
+        (within tolerance: steady; otherwise the caller says the timing is suspect). `pair_calls=False` (whole
+        networks) times it between checks of the reference run alone, never scaled by the reference."""
+        paired = pair_calls and self.runner is not None and self.baseline >= PAIRED_MIN_MS
         target = self.profiler.open(artifact) if paired else None
         if target is None:
             return self._time_between_checks(artifact, settings, steadiness)

@@ -46,6 +46,7 @@ def test_profiled_table_covers_the_space_and_predicts(tiny_lut, tiny_space):
     assert cost.of_choices(tiny_space.choices_of(arch)) == pytest.approx(model.predict(arch))
 
 
+@pytest.mark.slow  # times blocks with ONNX Runtime
 def test_profile_resumes_after_kill_and_loses_nothing(tmp_path):
     """Kill `hwnas profile` half-way; rows written stay byte for byte, the rerun measures only the rest."""
     lut = tmp_path / "cpu.csv"
@@ -89,6 +90,7 @@ def test_cli_predict_json_sums_the_blocks(tiny_lut, tiny_space):
     assert len(data["blocks"]) == len(arch.specs())
 
 
+@pytest.mark.slow  # times blocks with ONNX Runtime
 def test_cli_calibrate_then_validate_on_held_out_networks(tiny_lut, tmp_path):
     base = ["--space", "fbnet", "--resolution", "32", "--classes", "10", "--lut", str(tiny_lut)]
     calibrated = runner.invoke(app, ["lut", "calibrate", *base, "--networks", "4", "--steady-wait", "0", "--json"])
@@ -157,6 +159,7 @@ def test_reference_block_building_a_lut_tracks_its_fastest_time(tiny_space):
         assert reference.ratio() == 1.0 and reference.baseline < 1  # ms
 
 
+@pytest.mark.slow  # times blocks with ONNX Runtime
 def test_blocks_timed_off_the_reference_speed_are_reported_and_noted(tmp_path, tiny_space):
     """A tolerance no timing can meet and no time to wait: blocks are timed anyway, reported, and their rows say so
     (a timing that sets a new fastest reference reads exactly 1.0, so not every block need be)."""
@@ -195,6 +198,33 @@ def test_paired_timing_counts_calls_at_the_reference_speed(tiny_space):
         assert 2.5 < medians[0] / medians[1] < 10, "calls are scaled to the baseline's speed"
 
 
+def test_a_network_is_not_scaled_by_a_reference_it_slows(monkeypatch, tmp_path, tiny_space, tiny_lut):
+    """A whole network evicts the reference block's data from cache, so the reference reads slow beside it for
+    reasons of its own: the network's timing stays its own. With a baseline half the reference's speed, calls
+    paired and scaled by it would read half as long as the network timed directly."""
+    import shutil
+
+    import hwnas.lut.network_timing as network_timing
+
+    reference = BlockSpec.from_key("ir_k5_e6:s1:16x64x64>16")
+    arch = sample_archs(tiny_space, 1, seed=3)[0][1]
+    lut = tmp_path / "cpu.csv"
+    shutil.copy(tiny_lut, lut)
+    shutil.copy(tiny_lut.with_suffix(".meta.json"), lut.with_suffix(".meta.json"))
+    with measuring(get_device("cpu"), lut, QUICK) as (profiler, table):
+        probe = ReferenceBlock(profiler, reference, QUICK, 1, probe_pause_s=0.01)
+        probe.close()
+        if probe.baseline / 2 < PAIRED_MIN_MS:
+            pytest.skip(f"this CPU runs the reference in {probe.baseline:.3f} ms, too fast to pair calls with")
+        monkeypatch.setattr(network_timing, "stored_baseline", lambda table, key: probe.baseline / 2)
+        timed = network_timing.measure_networks([("net", arch)], profiler, table, QUICK, steady_wait_s=0,
+                                                reference=reference)[0]
+        direct = profiler.time(profiler.compile(arch.build(), (1, *arch.input_shape[1:])), QUICK).median
+    assert timed.reference_ratio > 1.5, "the reference read slow against the halved baseline"
+    assert 0.75 < timed.median_ms / direct < 1.4, "the network was timed as it runs, not scaled by the reference"
+
+
+@pytest.mark.slow  # times blocks with ONNX Runtime
 def test_steady_blocks_leave_no_note(tmp_path, tiny_space):
     """A tolerance every timing meets: no block is reported, no row carries a ratio."""
     specs = tiny_space.specs()[:3]
@@ -204,6 +234,7 @@ def test_steady_blocks_leave_no_note(tmp_path, tiny_space):
     assert not any("reference_ratio=" in note for note in table.frame["note"])
 
 
+@pytest.mark.slow  # times blocks with ONNX Runtime
 def test_a_table_remembers_its_reference_for_later_timings(tmp_path, tiny_space):
     """The baseline a build timed its rows against is stored with the table under the reference's key, even when
     the build is interrupted; the resumed build times beside the same reference and starts from that baseline."""
