@@ -103,17 +103,20 @@ def assert_same_lut(local_table, agent_table):
     assert list(agent_table.frame.sort_values("key")["note"]) == list(local_table.frame.sort_values("key")["note"])
 
 
+@pytest.mark.slow  # builds LUTs through an agent
 def test_agent_onnxruntime_lut_equals_in_process(devices_file, tiny_space, tmp_path):
     specs = [tiny_space.specs()[i] for i in (0, 5, 12, 30, 47, 75, 104, 109, 110)]
     assert_same_lut(*interleaved_luts("cpu", "cpu-agent", devices_file, specs, tmp_path))
 
 
 @pytest.mark.skipif(TFLiteProfiler.unavailable_reason() is not None, reason="LiteRT not installed here")
+@pytest.mark.slow  # builds LUTs through an agent
 def test_agent_litert_lut_equals_in_process(devices_file, tiny_space, tmp_path):
     specs = [tiny_space.specs()[i] for i in (0, 30, 110)]
     assert_same_lut(*interleaved_luts("tflite-cpu", "tflite-agent", devices_file, specs, tmp_path))
 
 
+@pytest.mark.slow  # builds LUTs through an agent
 def test_disconnect_mid_run_loses_no_rows_and_a_rerun_resumes(devices_file, tiny_space, tmp_path):
     specs = [tiny_space.specs()[i] for i in (0, 5, 12, 30, 47, 75)]
     device, lut = get_device("cpu-agent", devices_file), tmp_path / "agent.csv"

@@ -15,6 +15,8 @@ from hwnas.search import run_search
 from hwnas.strategies.base import SearchProblem, make_strategy
 from tests.search_helpers import measured_model
 
+pytestmark = pytest.mark.slow  # searches every cell strategy on every cell space (~100 s)
+
 torch.set_num_threads(1)
 RESOLUTION = 8
 TINY = {"search_channels": 2, "search_resolution": RESOLUTION}  # sizes only: nothing else is set

@@ -22,6 +22,8 @@ from hwnas.strategies.base import SearchProblem, StepContext
 from hwnas.strategies.ddarts import DDartsStrategy
 from tests.search_helpers import measured_model
 
+pytestmark = pytest.mark.slow  # full searches per strategy, a DDP search, CLI search+train (~190 s)
+
 torch.set_num_threads(1)
 runner = CliRunner()
 RESOLUTION = 16

@@ -188,6 +188,7 @@ def test_training_on_a_streamed_split_matches_memory(tmp_path):
     assert trained(stream)[1][-1] == (1, 2, 3)  # 24 training images, batches of 8: three steps an epoch
 
 
+@pytest.mark.slow  # two searches
 def test_a_search_on_a_streamed_folder_equals_the_search_in_memory(folder, tmp_path, monkeypatch):
     """The search loop (weight and architecture steps, validation with batch-norm recalibration) cannot tell a
     streamed split from one in memory: the same history and the same architecture."""

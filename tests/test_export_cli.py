@@ -50,6 +50,7 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.mark.skipif(not HAS_TFLITE, reason="TFLite export needs litert-torch (pip install 'hwnas[tflite]')")
+@pytest.mark.slow  # trains a run (module fixture) or exports whole networks
 def test_trained_run_exports_checks_predicts_and_measures(trained_run, tiny_lut):
     run, arch = trained_run
     formats = "onnx,tflite" + (",tensorrt" if importlib.util.find_spec("tensorrt") else "")
@@ -95,6 +96,7 @@ def _val_top1(run, arch) -> tuple[float, int]:
         return float((model.eval()(images).argmax(1) == labels).float().mean()), len(labels)
 
 
+@pytest.mark.slow  # trains a run (module fixture) or exports whole networks
 def test_published_network_by_name_then_reused_then_fresh(tmp_path):
     args = ("--arch", "mobilenetv2", "-r", "32", "--classes", "10", "--to", "onnx", "--out", tmp_path)
     first = exported(*args)
@@ -111,6 +113,7 @@ def test_published_network_by_name_then_reused_then_fresh(tmp_path):
     assert "reused" not in changed["artifacts"][0] and changed["artifacts"][0]["sha256"] != entry["sha256"]
 
 
+@pytest.mark.slow  # trains a run (module fixture) or exports whole networks
 def test_run_without_trained_weights_exports_with_a_warning(trained_run, tmp_path):
     run = tmp_path / "untrained"
     run.mkdir()
@@ -136,6 +139,7 @@ def test_run_split_settings_reach_the_export_source(tmp_path):
     assert source.data_options["train_limit"] == 200
 
 
+@pytest.mark.slow  # trains a run (module fixture) or exports whole networks
 def test_supernet_leftovers_in_the_weights_are_refused(trained_run, tmp_path):
     run = tmp_path / "leftovers"
     shutil.copytree(trained_run[0], run, ignore=shutil.ignore_patterns("export"))

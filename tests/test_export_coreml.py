@@ -14,6 +14,8 @@ from hwnas.export.fold import fold_batchnorm
 from hwnas.export.source import ExportSource, build_model
 from hwnas.published import get_published
 
+pytestmark = pytest.mark.slow  # converts whole networks with the real Core ML converter
+
 pytest.importorskip("coremltools", reason="Core ML export needs coremltools (pip install 'hwnas[coreml]')")
 torch.set_num_threads(1)
 ON_MAC = platform.system() == "Darwin"

@@ -14,6 +14,8 @@ from hwnas.export.fold import fold_batchnorm
 from hwnas.export.source import ExportSource, build_model
 from hwnas.published import get_published
 
+pytestmark = pytest.mark.slow  # converts whole networks with the real TFLite converter
+
 pytest.importorskip("litert_torch", reason="TFLite export needs litert-torch (pip install 'hwnas[tflite]')")
 torch.set_num_threads(1)
 REFERENCE = ("mobilenetv2", "fbnet_c", "proxyless_mobile", "hardcorenas_a")

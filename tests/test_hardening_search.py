@@ -128,6 +128,7 @@ def _rows(path: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
+@pytest.mark.slow  # runs searches / profilers in subprocesses
 def test_sigint_says_which_epoch_is_saved_and_how_to_resume(folder, tmp_path):
     out = tmp_path / "my run"  # a space in the path: the printed command must quote it
     command = [sys.executable, "-c", "from hwnas.cli import main; main()",
@@ -178,6 +179,7 @@ def _workdirs(folder: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("ending", ["exit", "raise", "SIGINT", "SIGTERM", "SIGKILL"])
+@pytest.mark.slow  # runs searches / profilers in subprocesses
 def test_profiler_workdir_is_removed_however_the_process_ends(tmp_path, ending):
     mode = ending if ending in ("exit", "raise") else "wait"
     process = subprocess.Popen([sys.executable, "-c", _PROFILER, mode], stdout=subprocess.PIPE,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 import torch
 
 import hwnas.kernels as kernels
+import hwnas.kernels.dispatch as dispatch
 from hwnas.errors import ConfigError, RuntimeUnavailable
 from hwnas.kernels import reference
 from hwnas.kernels.dispatch import ShapeKeyedChooser, forward_backward, kernel_mode, select
@@ -31,19 +35,65 @@ def test_auto_on_cpu_is_the_reference(monkeypatch):
     assert select("mixed_sum", _sum_args())[0] == "reference"
 
 
+class _FakeTimings(ShapeKeyedChooser):
+    """Stands in for the CUDA-event timing auto does on CUDA (there may be no GPU here): the fake kernel wins."""
+
+    def choose(self, op, candidates, args):
+        return "fake" if "fake" in candidates else "reference"
+
+
+def _register_a_kernel_auto_picks(monkeypatch) -> list[int]:
+    """Register a fake mixed_sum kernel that says it runs these CPU tensors, faster than the reference, and let auto
+    take the path it takes on CUDA tensors (on CPU tensors auto keeps to the reference without looking at the
+    implementations, so nothing could tell a forced reference from auto there): the call's device, which dispatch
+    reads from `_tensors(args)[0].device`, reads as CUDA, and candidates are timed by a stand-in. The fake adds 1 to
+    the reference's result, so its use cannot go unnoticed. Returns the list its calls append to."""
+    calls: list[int] = []
+
+    def fake_mixed_sum(outputs, weights):
+        calls.append(len(outputs))
+        return reference.mixed_sum(outputs, weights) + 1.0
+
+    module = types.ModuleType("hwnas_test_fake_kernel")
+    module.fake_mixed_sum = fake_mixed_sum
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    fake = dispatch.Implementation("fake", f"{module.__name__}:fake_mixed_sum",
+                                   lambda outputs, weights: all(o.device.type == "cpu" for o in outputs))
+    monkeypatch.setitem(dispatch.IMPLEMENTATIONS, "mixed_sum", (fake,))
+    unusable = dispatch._unusable_reason
+    monkeypatch.setattr(dispatch, "_unusable_reason", lambda name, device: None if name == "fake" else
+                        unusable(name, device))
+    as_if_on_cuda = types.SimpleNamespace(device=torch.device("cuda"))
+    tensors = dispatch._tensors
+    monkeypatch.setattr(dispatch, "_tensors", lambda args: [as_if_on_cuda for _ in tensors(args)])
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(dispatch, "default_chooser", _FakeTimings)
+    return calls
+
+
 def test_forced_reference(monkeypatch):
-    """HWNAS_KERNELS=reference selects the reference even where auto would not (a CUDA tensor, where there is one),
-    and the public function then is the reference's autograd graph, not a kernel's."""
-    monkeypatch.setenv("HWNAS_KERNELS", " Reference ")
-    assert kernel_mode() == "reference"
+    """HWNAS_KERNELS=reference selects the reference where auto picks another kernel, and the public function then
+    is the reference's autograd graph and result, not a kernel's."""
     outputs, weights = _sum_args()
-    assert select("mixed_sum", (outputs, weights))[0] == "reference"
-    if torch.cuda.is_available():
+    expected = reference.mixed_sum(outputs, weights)
+    if torch.cuda.is_available():  # a real CUDA call, where there is a GPU
+        monkeypatch.setenv("HWNAS_KERNELS", "reference")
         cuda_args = ([o.cuda() for o in outputs], weights.cuda())
         assert select("mixed_sum", cuda_args)[0] == "reference"
+
+    calls = _register_a_kernel_auto_picks(monkeypatch)
+    monkeypatch.delenv("HWNAS_KERNELS", raising=False)
+    assert select("mixed_sum", (outputs, weights))[0] == "fake"
+    torch.testing.assert_close(kernels.mixed_sum(outputs, weights), expected + 1.0)
+    assert calls == [3]
+
+    monkeypatch.setenv("HWNAS_KERNELS", " Reference ")
+    assert kernel_mode() == "reference"
+    assert select("mixed_sum", (outputs, weights))[0] == "reference"
     y = kernels.mixed_sum(outputs, weights)
+    assert calls == [3]  # the fake did not run
     assert "MixedSum" not in type(y.grad_fn).__name__
-    torch.testing.assert_close(y, reference.mixed_sum(outputs, weights))
+    torch.testing.assert_close(y, expected)
 
 
 @needs_triton

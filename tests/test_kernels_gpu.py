@@ -24,6 +24,7 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA de
 
 
 @needs_backend
+@pytest.mark.slow  # compiles every kernel for a GPU
 def test_every_triton_kernel_compiles_for_sm90():
     """In its own process: Triton's library must be imported in compiled mode, and the tests run interpreted."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -36,6 +37,7 @@ def test_every_triton_kernel_compiles_for_sm90():
 
 
 @needs_nvcc
+@pytest.mark.slow  # compiles every kernel for a GPU
 def test_cuda_source_compiles_for_sm90(tmp_path):
     source = tmp_path / "depthwise_taps.cu"
     source.write_text(CUDA_SOURCE)

@@ -13,7 +13,8 @@ from hwnas.profilers.coreml import convert, converter_unavailable_reason, packag
 
 from .conftest import QUICK
 
-pytestmark = pytest.mark.skipif(converter_unavailable_reason() is not None, reason="coremltools not installed")
+pytestmark = [pytest.mark.slow,  # converts blocks with the real Core ML converter
+              pytest.mark.skipif(converter_unavailable_reason() is not None, reason="coremltools not installed")]
 on_mac = pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML predictions run only on macOS")
 
 

@@ -17,8 +17,9 @@ from hwnas.published import get_published
 
 from .conftest import QUICK
 
-pytestmark = pytest.mark.skipif(TFLiteProfiler.unavailable_reason() is not None,
-                                reason=f"TFLite not usable here: {TFLiteProfiler.unavailable_reason()}")
+pytestmark = [pytest.mark.slow,  # converts and times blocks with the real LiteRT converter and runtime
+              pytest.mark.skipif(TFLiteProfiler.unavailable_reason() is not None,
+                                 reason=f"TFLite not usable here: {TFLiteProfiler.unavailable_reason()}")]
 runner = CliRunner()
 
 

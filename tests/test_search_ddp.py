@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense, write_tiny_chain
 
+pytestmark = pytest.mark.slow  # a two-process (DDP) search
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with the gloo backend is not available in this torch build")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from hwnas.cli import app
@@ -28,6 +29,7 @@ def _rows(path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
+@pytest.mark.slow  # a search killed and resumed
 def test_resume_after_kill_gives_the_same_architecture(folder, tmp_path):
     whole = runner.invoke(app, _args(folder, tmp_path / "whole"))
     assert whole.exit_code == 0, whole.output
