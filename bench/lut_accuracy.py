@@ -8,6 +8,11 @@ table.
 
     python bench/lut_accuracy.py --device cpu --space fbnet --resolution 224 --resolution 128
     python bench/lut_accuracy.py --device tflite-cpu --quick
+    python bench/lut_accuracy.py --cross-space --resolution 224 --samples 20   # every chain space, one LUT
+
+`--cross-space` calibrates every chain space on the device's own LUT as a user would and predicts each space's
+held-out random networks with its own calibration and every published network with its home space's calibration
+(the plain sum where it has none): bench/cross_space.py, whose JSON keeps every network.
 """
 
 from __future__ import annotations
@@ -78,8 +83,13 @@ def main() -> None:
     parser.add_argument("--no-published", action="store_true")
     parser.add_argument("--lut-dir", type=Path, default=Path("bench/results/luts"))
     parser.add_argument("--quick", action="store_true", help="64 px, 8 held-out networks, 4 for calibration")
+    parser.add_argument("--cross-space", action="store_true", help="every chain space on luts/DEVICE.csv "
+                        "(see above)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/lut_accuracy.json"))
     args = parser.parse_args()
+    if args.cross_space:
+        cross_space_rows(args)
+        return
     if args.quick:
         args.resolution, args.samples, args.calibration_networks = args.resolution or [64], 8, 4
     console = Console()
@@ -105,6 +115,25 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": platform.node(), "results": results}, indent=2) + "\n")
     console.print(f"wrote {args.out}")
+
+
+def cross_space_rows(args: argparse.Namespace) -> None:
+    """The cross-space rows: per space, its held-out random networks under its own calibration; then the published
+    networks of every space under their home space's calibration."""
+    from cross_space import measure
+    from search_common import report
+
+    resolution = (args.resolution or [224])[0]
+    device = (args.device or ["cpu"])[0]
+    spaces = ["fbnet", "proxyless", "hardcore", "densenas"]
+    rows, summary, lut = measure(device, None, spaces, resolution, 10, args.samples, args.calibration_networks)
+    table = [{"space": space, "networks": "held-out random, own calibration", **summary[space]["own"]}
+             for space in spaces]
+    table.append({"space": "all", "networks": "published, home space's calibration (else plain sum)",
+                  **summary["published"]["as_a_user_would"]})
+    report(f"cross-space LUT accuracy on {device} at {resolution} px (measured with the steady method)",
+           ["space", "networks", "n", "mape_pct", "within_10pct", "max_error_pct", "kendall_tau"], table, args.out,
+           {"resolution": resolution, "device": device, "summary": summary, "networks": rows}, lut=lut)
 
 
 if __name__ == "__main__":
