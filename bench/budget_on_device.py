@@ -19,10 +19,10 @@ import torch
 from search_common import report
 
 from hwnas.config import DataConfig, SearchConfig
-from hwnas.confirm import BAND_FLOOR
 from hwnas.errors import HwnasError
 from hwnas.lut.table import default_lut_path
-from hwnas.search import run_search
+from hwnas.search.confirm import BAND_FLOOR
+from hwnas.search.runner import run_search
 
 CHAIN = {"fbnet": "fbnet", "proxyless": "proxyless", "hardcore": "hardcore", "densenas": "densenas"}
 CELL = {"darts": "darts", "fairdarts": "darts"}

@@ -24,8 +24,8 @@ from hwnas.lut.network_timing import measure_on_device
 from hwnas.lut.steady import reference_spec
 from hwnas.lut.table import LatencyTable
 from hwnas.lut.validate import accuracy_metrics, sample_archs
-from hwnas.published import PUBLISHED, get_published, published_in_space
-from hwnas.space_files import resolve_space
+from hwnas.spaces.files import resolve_space
+from hwnas.spaces.published import PUBLISHED, get_published, published_in_space
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ from search_common import measured_model, report
 from hwnas.cells import Genotype, get_cell_space
 from hwnas.config import DataConfig, SearchConfig
 from hwnas.data import load_splits
-from hwnas.search import run_search
-from hwnas.train import accuracy, train_network
+from hwnas.search.runner import run_search
+from hwnas.training import accuracy, train_network
 
 
 def read_records(run: Path) -> list[dict]:

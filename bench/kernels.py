@@ -28,10 +28,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hwnas.catalog import get_space
 from hwnas.kernels.dispatch import forward_backward, implementations
 from hwnas.kernels.parity import parity
 from hwnas.ops import make_divisible
+from hwnas.spaces.catalog import get_space
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PEAK_GBPS = {"H100 SXM": 3350, "H100 80GB HBM3": 3350, "H100 PCIe": 2039, "H100 NVL": 3900, "H200": 4800,

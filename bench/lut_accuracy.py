@@ -26,12 +26,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hwnas.catalog import get_space
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.lut.calibrate import calibrate_device
 from hwnas.lut.steady import Steadiness
 from hwnas.lut.validate import accuracy_metrics, validate_device, write_report
+from hwnas.spaces.catalog import get_space
 
 
 def run(device_name: str, space_name: str, resolution: int, samples: int, calibration_networks: int,

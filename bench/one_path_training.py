@@ -30,9 +30,9 @@ from search_common import report
 
 from hwnas.data import load_splits
 from hwnas.ops import zero_init_residual_branches
-from hwnas.space_files import resolve_space
+from hwnas.spaces.files import resolve_space
 from hwnas.supernet import ChainSupernet, MaskedInvertedResidual
-from hwnas.train import make_weight_optimizer, recalibrated_hits
+from hwnas.training import make_weight_optimizer, recalibrated_hits
 
 RUNS = (("separate", "fixed"), ("separate", "random"), ("separate", "random-residual"), ("shared", "random"))
 INITS = ("unit", "zero")

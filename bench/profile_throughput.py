@@ -18,10 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hwnas.catalog import get_space
 from hwnas.device import get_device
 from hwnas.lut.build import measuring, profile_specs
 from hwnas.profilers.base import MeasureSettings, Timing
+from hwnas.spaces.catalog import get_space
 
 
 class _SessionClock:

@@ -20,7 +20,7 @@ from hwnas.config import DataConfig, SearchConfig
 from hwnas.device import get_device
 from hwnas.lut.network_timing import measure_on_device
 from hwnas.lut.table import default_lut_path
-from hwnas.search import run_search
+from hwnas.search.runner import run_search
 
 STRATEGIES = ("fbnet", "proxyless", "hardcore", "densenas")
 

@@ -13,14 +13,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hwnas.dense_space import DenseSpace, RoutingBlock
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.lut.model import LatencyModel
 from hwnas.lut.steady import BUILD_STEADINESS
 from hwnas.profilers.base import MeasureSettings
-from hwnas.space_files import resolve_space
-from hwnas.spaces import Space, Stage
+from hwnas.spaces.chain import Space, Stage
+from hwnas.spaces.dense import DenseSpace, RoutingBlock
+from hwnas.spaces.files import resolve_space
 
 # The space each strategy searches in the full runs (the space of its own paper).
 SPACE_OF = {"fbnet": "fbnet", "proxyless": "proxyless", "hardcore": "hardcore", "densenas": "densenas"}

@@ -72,17 +72,18 @@ from rich.console import Console
 from search_common import bench_space, measured_model, report
 
 from hwnas.arch import Arch
+from hwnas.budget.costs import chain_cost
+from hwnas.budget.projection import project_chain
 from hwnas.config import DataConfig, SearchConfig, TrainConfig, parse_assignments, to_dict
 from hwnas.data import load_splits
-from hwnas.dense_space import DenseSpace
+from hwnas.distributed import resolve_device
 from hwnas.errors import ConfigError
 from hwnas.export.report import inputs_key
-from hwnas.latency import chain_cost
 from hwnas.lut.model import LatencyModel
-from hwnas.projection import project_chain
-from hwnas.run import CHECKPOINT, SUMMARY
-from hwnas.search import run_search
-from hwnas.train import accuracy, resolve_device, train_network
+from hwnas.search.run_folder import CHECKPOINT, SUMMARY
+from hwnas.search.runner import run_search
+from hwnas.spaces.dense import DenseSpace
+from hwnas.training import accuracy, train_network
 
 STRATEGIES = ("fbnet", "proxyless", "hardcore", "densenas")
 

@@ -35,11 +35,11 @@ from search_common import bench_space, measured_model, report
 from hwnas.arch import Arch
 from hwnas.config import DataConfig
 from hwnas.data import load_splits
-from hwnas.dense_space import DenseSpace
-from hwnas.run import RunDir
-from hwnas.selection import HELDOUT_SPLITS, supernet_scorer
+from hwnas.distributed import resolve_device
+from hwnas.search.run_folder import RunDir
+from hwnas.search.selection import HELDOUT_SPLITS, supernet_scorer
+from hwnas.spaces.dense import DenseSpace
 from hwnas.strategies.base import SearchProblem, make_strategy
-from hwnas.train import resolve_device
 
 SCORING_SPLITS = {"val": ("val",), "test": ("test",), "heldout": HELDOUT_SPLITS}  # heldout: as --candidates
 

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from search_common import bench_space, measured_model, report
 
-from hwnas.dense_space import DenseSpace
-from hwnas.latency import space_range_ms
+from hwnas.budget.costs import space_range_ms
+from hwnas.spaces.dense import DenseSpace
 from hwnas.strategies import SearchProblem, StepContext, make_strategy
 from hwnas.supernet import ChainSupernet, Selection
 from hwnas.supernet.dense import DenseSupernet

@@ -68,7 +68,7 @@ class SearchConfig:
     device: str = "cpu"  # device name from devices.yaml (or from devices_file)
     devices_file: str | None = None  # the user's devices YAML, adding to the shipped one
     lut: str | None = None  # latency table CSV; None: luts/DEVICE.csv
-    space: str = "fbnet"  # search space name (hwnas.catalog.SPACES)
+    space: str = "fbnet"  # search space name (hwnas.spaces.catalog.SPACES)
     strategy: str = "fbnet"  # search strategy name (hwnas.strategies.STRATEGIES)
     budget: str = "50%"  # latency budget as given: 20ms / 0.02s / 20000us, or a share of the feasible range (50%)
     budget_ms: float | None = None  # the budget in milliseconds on the device, resolved when the run starts

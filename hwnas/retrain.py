@@ -13,8 +13,8 @@ import torch
 from hwnas.arch import Arch
 from hwnas.config import SearchConfig
 from hwnas.errors import HwnasError
-from hwnas.run import ARCH, TRAIN_REPORT, TRAINED, RunDir
-from hwnas.train import TrainRecord, accuracy, train_network
+from hwnas.search.run_folder import ARCH, TRAIN_REPORT, TRAINED, RunDir
+from hwnas.training import TrainRecord, accuracy, train_network
 
 
 def measure_trained(arch: Arch, config: SearchConfig) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def measure_trained(arch: Arch, config: SearchConfig) -> dict[str, Any]:
     from hwnas.lut.device_table import device_lut_path
     from hwnas.lut.network_timing import measure_on_device
     from hwnas.lut.steady import reference_spec
-    from hwnas.space_files import resolve_space
+    from hwnas.spaces.files import resolve_space
 
     device = get_device(config.device, config.devices_file)
     try:
@@ -72,7 +72,7 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     settings = config.train
     epochs = settings.epochs if epochs is None else epochs
     start = time.perf_counter()
-    from hwnas.train import resolve_device
+    from hwnas.distributed import resolve_device
 
     records = train_network(model, splits["train"], epochs=epochs, batch_size=data.batch_size,
                             lr=settings.lr if lr is None else lr, momentum=settings.momentum,

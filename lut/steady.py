@@ -24,7 +24,7 @@ import numpy as np
 from hwnas.blocks import BlockSpec
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import Artifact, MeasureSettings, Profiler, Timing
-from hwnas.profilers.runners import Runner, measure_paired
+from hwnas.profilers.target.runners import Runner, measure_paired
 
 
 @dataclass(frozen=True)

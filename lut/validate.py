@@ -162,6 +162,6 @@ def published_networks(space) -> list[tuple[str, Arch]]:
         from hwnas.cells.catalog import published_cell_archs
 
         return published_cell_archs(space)
-    from hwnas.published import PUBLISHED, get_published
+    from hwnas.spaces.published import PUBLISHED, get_published
 
     return [(name, get_published(name, space.resolution, space.num_classes)) for name in PUBLISHED]

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hwnas.device import Device
 from hwnas.errors import HwnasError
-from hwnas.profilers import runners
 from hwnas.profilers.options import check_options
-from hwnas.profilers.runners import cpu_model, measure_samples, median_relative_ci, resolved_threads, timing_dict
+from hwnas.profilers.target import runners
+from hwnas.profilers.target.runners import cpu_model, measure_samples, median_relative_ci, resolved_threads, timing_dict
 
 if TYPE_CHECKING:
     from torch import nn

@@ -20,8 +20,8 @@ from torch import nn
 
 from hwnas.device import Device
 from hwnas.errors import HwnasError
-from hwnas.profilers import runners
 from hwnas.profilers.base import Artifact, RunnerProfiler
+from hwnas.profilers.target import runners
 
 INSTALL = 'pip install "hwnas[coreml]"'
 INPUT_NAME, OUTPUT_NAME = "input", "output"

@@ -21,7 +21,7 @@ from hwnas.profilers.base import (
     resolved_threads,
     time_runner,
 )
-from hwnas.profilers.runners import Runner
+from hwnas.profilers.target.runners import Runner
 
 
 class OnnxRuntimeProfiler(Profiler):

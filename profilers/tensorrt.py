@@ -18,8 +18,8 @@ from torch import nn
 from hwnas.device import Device
 from hwnas.errors import HwnasError
 from hwnas.onnx_io import export_onnx
-from hwnas.profilers import runners, trt_engine
 from hwnas.profilers.base import Artifact, MeasureSettings, RunnerProfiler, Timing
+from hwnas.profilers.target import runners, trt_engine
 
 INSTALL = 'pip install "hwnas[tensorrt]"'
 

@@ -26,9 +26,9 @@ from torch import nn
 
 from hwnas.device import Device
 from hwnas.errors import HwnasError
-from hwnas.profilers import runners
 from hwnas.profilers.artifact_cache import ArtifactCache, default_folder, structure_key
 from hwnas.profilers.base import Artifact, RunnerProfiler
+from hwnas.profilers.target import runners
 
 INSTALL = 'pip install "hwnas[tflite]"'
 def converter_unavailable_reason() -> str | None:

@@ -45,7 +45,7 @@ class AgentError(HwnasError):
 
 def agent_bundle() -> dict[str, bytes]:
     """The agent's files as they ship to a target."""
-    here = Path(__file__).parent
+    here = Path(__file__).parent / "target"
     return {name: (here / name).read_bytes() for name in AGENT_FILES}
 
 

@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
-from hwnas.catalog import get_space
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.profilers.base import MeasureSettings
+from hwnas.spaces.catalog import get_space
 
 torch.set_num_threads(1)
 

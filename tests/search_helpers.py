@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from hwnas.config import DataConfig, SearchConfig
-from hwnas.dense_space import DenseSpace, RoutingBlock
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.lut.model import LatencyModel
 from hwnas.profilers.base import MeasureSettings
-from hwnas.space_files import load_space_file
+from hwnas.spaces.dense import DenseSpace, RoutingBlock
+from hwnas.spaces.files import load_space_file
 
 QUICK = MeasureSettings(warmup=2, warmup_s=0.0, min_repeats=5, max_repeats=30, target_ci=0.05, budget_s=0.1)
 RESOLUTION = 16

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from hwnas.onnx_io import export_onnx
-from hwnas.profilers import base, runners
-from hwnas.profilers.agent import Agent, path_digest
+from hwnas.profilers import base
+from hwnas.profilers.target import runners
+from hwnas.profilers.target.agent import Agent, path_digest
 from hwnas.profilers.transports import package_zip, write_bundle
 
 QUICK_SETTINGS = {"warmup": 2, "warmup_s": 0.0, "min_repeats": 5, "max_repeats": 20, "target_ci": 0.05,
@@ -215,7 +216,7 @@ def test_shipped_agent_runs_without_torch_or_hwnas(tmp_path, onnx_model):
 
 
 def test_module_entry_point_answers_hello(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hwnas.profilers.agent", "--cache", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "hwnas.profilers.target.agent", "--cache", str(tmp_path)],
                             input='{"op": "hello", "runtime": "onnxruntime"}\n', capture_output=True, text=True,
                             timeout=120)
     reply = json.loads(result.stdout.splitlines()[0])

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from hwnas.arch import Arch
 from hwnas.blocks import BlockStringError
-from hwnas.catalog import SPACES, get_space
 from hwnas.errors import ConfigError
+from hwnas.spaces.catalog import SPACES, get_space
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hwnas.blocks import BlockSpec, BlockStringError, Op, parse_block_string
-from hwnas.catalog import SPACES, get_space
+from hwnas.spaces.catalog import SPACES, get_space
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

@@ -9,18 +9,18 @@ import random
 import pytest
 from typer.testing import CliRunner
 
+from hwnas.budget.costs import space_range_ms
 from hwnas.cli import app
-from hwnas.confirm import BAND_FLOOR, confirm_on_device, not_met_message
 from hwnas.device import get_device
 from hwnas.errors import HwnasError
-from hwnas.latency import space_range_ms
 from hwnas.lut.calibrate import calibrate_from_timings
 from hwnas.lut.device_table import open_device_model
 from hwnas.lut.model import LatencyModel
 from hwnas.lut.network_timing import NetworkTiming
 from hwnas.lut.table import LatencyTable
 from hwnas.profilers.base import Timing
-from hwnas.search import run_search
+from hwnas.search.confirm import BAND_FLOOR, confirm_on_device, not_met_message
+from hwnas.search.runner import run_search
 from hwnas.strategies import SearchProblem, make_strategy
 from tests.search_helpers import RESOLUTION, one_line_error, tiny_chain, tiny_dense, tiny_search_config
 

@@ -11,7 +11,7 @@ from hwnas.cells import CellArch, get_cell_space
 from hwnas.cells.catalog import CELL_SPACES
 from hwnas.config import DataConfig, SearchConfig
 from hwnas.errors import ConfigError
-from hwnas.search import run_search
+from hwnas.search.runner import run_search
 from hwnas.strategies.base import SearchProblem, make_strategy
 from tests.search_helpers import measured_model
 

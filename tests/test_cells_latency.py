@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas.budget.costs import space_range_ms
 from hwnas.cells import CellGenotype, Genotype, get_cell_space
 from hwnas.cells.latency import CellCost
 from hwnas.device import get_device
-from hwnas.latency import space_range_ms
 from hwnas.lut.build import build_lut
 from hwnas.lut.model import LatencyModel
 from hwnas.lut.network_timing import measure_networks

@@ -17,7 +17,7 @@ from hwnas.cells.latency import CellCost, latency_penalty
 from hwnas.cells.losses import ablation_loss, marginal_contributions, zero_one_loss
 from hwnas.cli import app
 from hwnas.config import DataConfig, SearchConfig
-from hwnas.search import SilentReporter, run_search
+from hwnas.search.runner import SilentReporter, run_search
 from hwnas.strategies.base import SearchProblem, StepContext
 from hwnas.strategies.ddarts import DDartsStrategy
 from tests.search_helpers import measured_model

@@ -21,7 +21,7 @@ from hwnas.data import ImageDataset, StreamDataset, load_splits, split_record
 from hwnas.data.cache import cache_paths
 from hwnas.data.sources import read_catalog
 from hwnas.errors import ConfigError
-from hwnas.train import train_network
+from hwnas.training import train_network
 
 torch.set_num_threads(1)
 NAMES = ("train_weights", "train_arch", "val", "test")
@@ -192,7 +192,7 @@ def test_training_on_a_streamed_split_matches_memory(tmp_path):
 def test_a_search_on_a_streamed_folder_equals_the_search_in_memory(folder, tmp_path, monkeypatch):
     """The search loop (weight and architecture steps, validation with batch-norm recalibration) cannot tell a
     streamed split from one in memory: the same history and the same architecture."""
-    from hwnas.search import run_search
+    from hwnas.search.runner import run_search
     from tests.search_helpers import tiny_search_config
 
     root = _image_folder(tmp_path / "images", per_class=16, test_per_class=2)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hwnas.catalog import get_space
 from hwnas.cli import app
 from hwnas.lut import LatencyModel, LatencyTable
+from hwnas.spaces.catalog import get_space
 
 torch.set_num_threads(1)
 runner = CliRunner()

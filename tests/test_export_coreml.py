@@ -12,7 +12,7 @@ from hwnas.errors import ConfigError, HwnasError
 from hwnas.export import CheckSkipped, get_exporter
 from hwnas.export.fold import fold_batchnorm
 from hwnas.export.source import ExportSource, build_model
-from hwnas.published import get_published
+from hwnas.spaces.published import get_published
 
 pytestmark = pytest.mark.slow  # converts whole networks with the real Core ML converter
 

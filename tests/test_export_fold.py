@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from hwnas.export.fold import fold_batchnorm, fold_conv_bn
-from hwnas.published import PUBLISHED, get_published
+from hwnas.spaces.published import PUBLISHED, get_published
 
 torch.set_num_threads(1)
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from hwnas.catalog import SPACES, get_space
 from hwnas.export import get_exporter
 from hwnas.export.fold import fold_batchnorm
 from hwnas.export.source import ExportSource, build_model
-from hwnas.published import get_published
+from hwnas.spaces.catalog import SPACES, get_space
+from hwnas.spaces.published import get_published
 
 torch.set_num_threads(1)
 REFERENCE = ("mobilenetv2", "fbnet_c", "proxyless_mobile", "hardcorenas_a")

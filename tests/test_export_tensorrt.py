@@ -11,7 +11,7 @@ from hwnas.export import exporter_module, get_exporter
 from hwnas.export.common import parity
 from hwnas.export.fold import fold_batchnorm
 from hwnas.export.source import ExportSource, build_model
-from hwnas.published import get_published
+from hwnas.spaces.published import get_published
 
 torch.set_num_threads(1)
 tensorrt = exporter_module("tensorrt")

@@ -23,8 +23,8 @@ from hwnas.device import get_device
 from hwnas.errors import ConfigError, RuntimeUnavailable
 from hwnas.profilers import get_profiler
 from hwnas.profilers.adb import parse_benchmark_output
-from hwnas.profilers.agent import MAX_DEPTH, Agent, path_digest
 from hwnas.profilers.base import Timing
+from hwnas.profilers.target.agent import MAX_DEPTH, Agent, path_digest
 from hwnas.profilers.transports import SSH_OPTIONS, package_zip, ssh_command
 
 from .test_agent_adb import NEWER, OLDER

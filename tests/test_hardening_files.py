@@ -28,7 +28,7 @@ from hwnas.files import write_atomically
 from hwnas.lut import LatencyModel, LatencyTable
 from hwnas.lut.table import table_lock
 from hwnas.profilers.base import Timing
-from hwnas.run import RunDir
+from hwnas.search.run_folder import RunDir
 from tests.search_helpers import one_line_error
 
 runner = CliRunner()
@@ -77,7 +77,7 @@ def test_a_checkpoint_of_plain_data_without_the_search_state_is_refused(tmp_path
 
 
 def test_a_saved_checkpoint_reads_back_as_data(tmp_path):
-    from hwnas.search import _rng_state, _set_rng_state
+    from hwnas.search.runner import _rng_state, _set_rng_state
 
     run = RunDir(tmp_path)
     np.random.seed(3)
@@ -367,7 +367,7 @@ def test_any_edit_of_a_table_parses_or_is_one_line(tmp_path_factory, position, c
 def test_a_search_with_a_calibration_that_makes_latencies_negative_is_one_line(tmp_path_factory, tmp_path, strategy):
     """A damaged calibration (offset far below the block sums) must stop a search at once, naming the table, instead
     of a search toward a negative budget ("predicted -0.58 ms of -0.58 ms") or a blamed learning rate."""
-    from hwnas.search import run_search
+    from hwnas.search.runner import run_search
     from tests.search_helpers import measured_model, tiny_chain, tiny_dense, tiny_search_config
 
     folder = tmp_path_factory.getbasetemp() / "search"

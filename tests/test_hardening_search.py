@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from hwnas.cli import app
 from hwnas.config import SearchConfig
 from hwnas.errors import ConfigError
-from hwnas.run import RunDir
-from hwnas.search import SearchInterrupted, run_search
+from hwnas.search.run_folder import RunDir
+from hwnas.search.runner import SearchInterrupted, run_search
 from tests.search_helpers import one_line_error, search_args
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ from hwnas.cli import app
 from hwnas.config import SearchConfig, save_config
 from hwnas.device import load_devices
 from hwnas.errors import HwnasError
-from hwnas.published import PUBLISHED, get_published
+from hwnas.spaces.published import PUBLISHED, get_published
 from hwnas.units import MAX_CHANNELS, MAX_REPEATS, MAX_RESOLUTION
 
 runner = CliRunner()

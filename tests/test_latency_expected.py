@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hwnas.dense_space import DenseChoice
-from hwnas.latency import (
+from hwnas.budget.costs import (
     chain_cost,
     dense_cost,
     densenas_chained_cost,
@@ -19,6 +18,7 @@ from hwnas.latency import (
     hardcore_expected_latency,
     proxyless_expected_latency,
 )
+from hwnas.spaces.dense import DenseChoice
 from tests.search_helpers import measured_model, tiny_chain, tiny_dense
 
 SAMPLES = 3000

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hwnas.blocks import BlockSpec
+from hwnas.budget.costs import chain_cost
 from hwnas.cli import app
 from hwnas.device import get_device
-from hwnas.latency import chain_cost
 from hwnas.lut import LatencyModel, LatencyTable
 from hwnas.lut.build import measuring, profile_specs
 from hwnas.lut.steady import PAIRED_MIN_MS, ReferenceBlock, Steadiness, reference_spec, stored_baseline

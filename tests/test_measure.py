@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hwnas.profilers.base import MeasureSettings, Timing, measure_calls, median_relative_ci
-from hwnas.profilers.runners import measure_paired
+from hwnas.profilers.target.runners import measure_paired
 
 
 def test_timing_statistics_match_numpy():

@@ -12,8 +12,8 @@ from hwnas.device import Device, get_device
 from hwnas.errors import ConfigError, RuntimeUnavailable
 from hwnas.lut.build import build_lut
 from hwnas.profilers import get_profiler
+from hwnas.profilers.target.trt_engine import EngineCache, calibration_batches, engine_cache_key
 from hwnas.profilers.tensorrt import TensorRTProfiler, fingerprint, host_artifact
-from hwnas.profilers.trt_engine import EngineCache, calibration_batches, engine_cache_key
 
 from .conftest import QUICK
 

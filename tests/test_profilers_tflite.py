@@ -13,7 +13,7 @@ from hwnas.errors import ConfigError, HwnasError
 from hwnas.lut.build import build_lut
 from hwnas.profilers import get_profiler
 from hwnas.profilers.tflite import TFLiteProfiler, convert, host_artifact
-from hwnas.published import get_published
+from hwnas.spaces.published import get_published
 
 from .conftest import QUICK
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hwnas.arch import Arch
-from hwnas.catalog import get_space
 from hwnas.errors import ConfigError
-from hwnas.published import PUBLISHED, get_published, published_in_space
+from hwnas.spaces.catalog import get_space
+from hwnas.spaces.published import PUBLISHED, get_published, published_in_space
 
 torch.set_num_threads(1)
 NAMES = sorted(PUBLISHED)

@@ -86,10 +86,10 @@ class _Notes:
 
 def test_uncalibrated_lut_is_announced_with_the_command_that_fixes_it(folder, tmp_path):
     from hwnas.config import SearchConfig
+    from hwnas.distributed import Ranks
     from hwnas.lut.calibrate import calibrate_from_timings
     from hwnas.lut.table import LatencyTable
-    from hwnas.search import open_latency_model
-    from hwnas.train import Ranks
+    from hwnas.search.runner import open_latency_model
 
     lut = tmp_path / "cpu.csv"
     for suffix in (".csv", ".meta.json"):

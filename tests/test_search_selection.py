@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from hwnas.budget.costs import ChainCost
 from hwnas.cli import app
 from hwnas.errors import HwnasError
-from hwnas.latency import ChainCost
-from hwnas.search import run_search
-from hwnas.selection import Candidate, band_draws, select_in_supernet
+from hwnas.search.runner import run_search
+from hwnas.search.selection import Candidate, band_draws, select_in_supernet
 from tests.search_helpers import measured_model, tiny_chain, tiny_search_config, write_tiny_chain
 
 

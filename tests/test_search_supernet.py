@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwnas.blocks import BlockSpec, Op
-from hwnas.latency import ChainCost
+from hwnas.budget.costs import ChainCost
+from hwnas.budget.projection import fill_to_floor, project_chain
 from hwnas.lut.model import Calibration
-from hwnas.projection import fill_to_floor, project_chain
 from hwnas.supernet import ChainSupernet, MaskedInvertedResidual, MixedLayer, Selection, maskable
 from hwnas.supernet.sampling import gumbel_softmax, sample_without_replacement
 from tests.search_helpers import tiny_chain

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hwnas.arch import Arch
-from hwnas.latency import space_range_ms
-from hwnas.search import arch_confidence, run_search
+from hwnas.budget.costs import space_range_ms
+from hwnas.search.runner import arch_confidence, run_search
 from hwnas.strategies import SearchProblem, make_strategy
 from tests.search_helpers import (
     measured_model,

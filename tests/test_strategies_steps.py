@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hwnas.budget.costs import space_range_ms
 from hwnas.data import load_splits
 from hwnas.errors import ConfigError
-from hwnas.latency import space_range_ms
 from hwnas.strategies import SearchProblem, StepContext, make_strategy
 from tests.search_helpers import RESOLUTION, measured_model, tiny_chain, tiny_dense
 

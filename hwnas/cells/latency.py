@@ -109,5 +109,5 @@ def latency_penalty(expected_ms: torch.Tensor, budget_ms: float, weight: float) 
 
 
 def space_range_ms(space: CellSpace, model) -> tuple[float, float]:
-    """What `hwnas.latency.space_range_ms` calls through `CellSpace.latency_range_ms`."""
+    """What `hwnas.budget.costs.space_range_ms` calls through `CellSpace.latency_range_ms`."""
     return CellCost.from_model(space, model).range_ms

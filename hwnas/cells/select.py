@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 import torch
 
+from hwnas.budget.knapsack import block_sum_at, block_sum_budget, fill_to_floor, repair
 from hwnas.cells.genotype import CellGenotype, Genotype
 from hwnas.cells.space import CellSpace
-from hwnas.knapsack import block_sum_at, block_sum_budget, fill_to_floor, repair
 
 
 def _best_ops(space: CellSpace, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +60,7 @@ def select_threshold(space: CellSpace, weights: Mapping[str, torch.Tensor], thre
 def fit_to_budget(space: CellSpace, genotype: Genotype, scores: Mapping[str, torch.Tensor], cost,
                   budget_ms: float, floor_ms: float = 0.0) -> tuple[Genotype, list[str]]:
     """Bring the genotype's predicted latency into [floor, budget] with the chain strategies' greedy repair and
-    fill (hwnas.knapsack), one operation swap at a time: each kept edge is a position, its options the operations
+    fill (hwnas.budget.knapsack), one operation swap at a time: each kept edge is a position, its options the operations
     derivation may keep, each at its group's [edge, op] latency (`cost`: a CellCost). Returns the genotype and the
     edges whose operation changed (empty when it already fits)."""
     kept = [(group, node, op, source) for group, cell in genotype.cells

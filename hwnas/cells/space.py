@@ -246,7 +246,7 @@ class CellSpace:
         return self.arch(self.sample_genotype(rng))
 
     def latency_range_ms(self, model) -> tuple[float, float]:
-        """Fastest and slowest discrete network on a `LatencyModel`'s device (`hwnas.latency.space_range_ms`)."""
+        """Fastest and slowest discrete network on a `LatencyModel`'s device (`hwnas.budget.costs.space_range_ms`)."""
         from hwnas.cells.latency import CellCost
 
         return CellCost.from_model(self, model).range_ms

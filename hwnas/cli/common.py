@@ -123,7 +123,7 @@ def load_arch(text: str, resolution: int | None = None, classes: int | None = No
             raise HwnasError(f"{path}: no such file")
         arch = Arch.load(path)
     else:
-        from hwnas.published import get_published
+        from hwnas.spaces.published import get_published
 
         arch = get_published(text)
     if resolution is not None:

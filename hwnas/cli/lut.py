@@ -54,7 +54,7 @@ def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
                "device": table.meta.get("device"), "fingerprint": table.meta.get("fingerprint"),
                "calibration": table.meta.get("calibration") or {}}
     if space:
-        from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
+        from hwnas.spaces.files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
         target = get_space(space, resolution, classes)
         keys = [spec.key for spec in target.specs()]
@@ -62,7 +62,7 @@ def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
         summary["space"] = {"name": target.name, "resolution": target.resolution, "blocks": len(keys),
                             "missing": missing}
         if not missing:
-            from hwnas.latency import space_range_ms
+            from hwnas.budget.costs import space_range_ms
 
             low, high = space_range_ms(target, LatencyModel(table, space=target.name))
             summary["space"]["range_ms"] = [low, high]
@@ -152,7 +152,7 @@ def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: in
     check_range(networks, "--networks", 1)
     from hwnas.device import get_device
     from hwnas.lut.calibrate import calibrate_device
-    from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
+    from hwnas.spaces.files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
     target = get_space(space, resolution, classes)
     with progress_bar(quiet=as_json) as progress:
@@ -185,7 +185,7 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
     check_range(samples, "--samples", 1)
     from hwnas.device import get_device
     from hwnas.lut.validate import validate_device, write_report
-    from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
+    from hwnas.spaces.files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
     target = get_space(space, resolution, classes)
     path = resolve_lut(device, lut, lut_dir)

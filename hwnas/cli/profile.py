@@ -61,7 +61,7 @@ def profile(
     from hwnas.lut.build import build_lut
     from hwnas.lut.steady import BUILD_STEADINESS
     from hwnas.profilers.base import MeasureSettings
-    from hwnas.space_files import resolve_space as get_space  # catalog, cell spaces or a YAML file
+    from hwnas.spaces.files import resolve_space as get_space  # catalog, cell spaces or a YAML file
 
     target = get_device(device, devices_file)
     spaces = [get_space(name, resolution, classes or 1000) for name in (space or ([] if arch else ["fbnet"]))]

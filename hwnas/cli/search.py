@@ -95,7 +95,7 @@ def search(
     LUT during the search, then measured on the device at the end."""
     from hwnas.config import load_config, override, parse_assignments
     from hwnas.errors import ConfigError
-    from hwnas.search import UNDECIDED_CONFIDENCE, SearchInterrupted, run_search
+    from hwnas.search.runner import UNDECIDED_CONFIDENCE, SearchInterrupted, run_search
 
     config = None
     if not resume:

@@ -119,7 +119,7 @@ def _from_arch(text: str) -> ExportSource:
         if not path.exists():
             raise HwnasError(f"{path}: no such file")
         return ExportSource(Arch.load(path), path.stem, "file", path)
-    from hwnas.published import get_published
+    from hwnas.spaces.published import get_published
 
     return ExportSource(get_published(text), text, "published")
 

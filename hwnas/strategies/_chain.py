@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwnas.latency import ChainCost, chain_cost, proxyless_expected_latency
-from hwnas.projection import project_chain
+from hwnas.budget.costs import ChainCost, chain_cost, proxyless_expected_latency
+from hwnas.budget.projection import project_chain
 from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, TradeoffController
 from hwnas.supernet import ChainSupernet
 
@@ -58,7 +58,7 @@ class ChainLogitsStrategy(BaseStrategy):
 
     @torch.no_grad()
     def choice_log_probs(self) -> list[np.ndarray]:
-        """log P(candidate) per position under the final architecture distribution (for hwnas.selection)."""
+        """log P(candidate) per position under the final architecture distribution (for hwnas.search.selection)."""
         return [F.log_softmax(theta, dim=-1).numpy().astype(float) for theta in self.logits]
 
     def derivation_scores(self) -> list[np.ndarray]:

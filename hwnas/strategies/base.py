@@ -1,7 +1,7 @@
 """The strategy protocol and the registry the trainer and `hwnas search` resolve strategy names from.
 
-A strategy owns everything that differs between search methods; the trainer (`hwnas.train`), the run directory
-(`hwnas.run`), the data (`hwnas.data`) and the latency model (`hwnas.lut`) are shared. A strategy owns:
+A strategy owns everything that differs between search methods; the trainer (`hwnas.search.loop`), the run directory
+(`hwnas.search.run_folder`), the data (`hwnas.data`) and the latency model (`hwnas.lut`) are shared. A strategy owns:
 
 - its supernet (`self.supernet`, an `nn.Module` it builds from the space: chain, dense or cell supernets alike).
   The trainer optimises `weight_parameters()` with SGD on the weight split and checkpoints `supernet.state_dict()`;
@@ -23,9 +23,9 @@ Data parallelism: every rank builds the same strategy with the same seed and mus
 from `self.generator` (seeded identically on all ranks), so all ranks compute the same paths, the averaged
 gradients are identical, and so are the architecture parameters after each update.
 
-Spaces: `hwnas.space_files.resolve_space` finds a space by name (hwnas.catalog, then hwnas.cells) or YAML file.
+Spaces: `hwnas.spaces.files.resolve_space` finds a space by name (hwnas.spaces.catalog, then hwnas.cells) or YAML file.
 Any space kind works with the trainer and CLI when it has `name`, `resolution`, `num_classes` and `specs()` (the
-BlockSpecs its LUT must hold) and, unless it is a chain (`hwnas.spaces.Space`) or dense space, a
+BlockSpecs its LUT must hold) and, unless it is a chain (`hwnas.spaces.chain.Space`) or dense space, a
 `latency_range_ms(model) -> (fastest, slowest)`; its `kind` attribute names it for `space_kinds`.
 
 Optional hooks the trainer and run directory call when a strategy defines them: `should_stop() -> bool` after
@@ -45,10 +45,10 @@ import torch
 from torch import nn
 
 from hwnas.arch import Arch
+from hwnas.budget.projection import DerivationMethod
 from hwnas.config import parse_params
 from hwnas.errors import ConfigError
 from hwnas.lut.model import LatencyModel
-from hwnas.projection import DerivationMethod
 from hwnas.registry import resolve
 from hwnas.strategies import STRATEGIES
 
@@ -57,7 +57,7 @@ from hwnas.strategies import STRATEGIES
 class SearchProblem:
     """What every strategy is built from."""
 
-    space: Any  # hwnas.spaces.Space, hwnas.dense_space.DenseSpace, or a kind another module defines
+    space: Any  # hwnas.spaces.chain.Space, hwnas.spaces.dense.DenseSpace, or a kind another module defines
     latency: LatencyModel  # the device's LUT (calibrated)
     budget_ms: float  # the latency budget on that device
     seed: int = 0  # seeds the supernet weights and the architecture sampling generator (same on every rank)
@@ -140,8 +140,8 @@ class Strategy(Protocol):
 
 
 def space_kind(space: Any) -> str:
-    """'chain' for hwnas.spaces.Space, else the space's own `kind` attribute."""
-    from hwnas.spaces import Space
+    """'chain' for hwnas.spaces.chain.Space, else the space's own `kind` attribute."""
+    from hwnas.spaces.chain import Space
 
     return "chain" if isinstance(space, Space) else str(getattr(space, "kind", type(space).__name__))
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hwnas.budget.projection import ARGMAX
 from hwnas.cells.diagnostics import CellDiagnostics
 from hwnas.cells.genotype import Genotype
 from hwnas.cells.latency import CellCost, latency_penalty
@@ -25,7 +26,6 @@ from hwnas.cells.select import fit_to_budget, select_genotype
 from hwnas.cells.space import CellSpace
 from hwnas.cells.supernet import CellSupernet
 from hwnas.cells.unrolled import sgd_settings, unrolled_arch_grads
-from hwnas.projection import ARGMAX
 from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, StepContext, StepOutput
 from hwnas.strategies.ostr import CellSelect, OperationStrength, SelectionStability
 

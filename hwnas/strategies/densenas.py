@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwnas.dense_space import DenseChoice, DenseSpace
+from hwnas.budget.costs import DenseCost, dense_cost, densenas_chained_cost, densenas_loss
+from hwnas.budget.projection import ARGMAX
 from hwnas.errors import ConfigError, HwnasError
-from hwnas.latency import DenseCost, dense_cost, densenas_chained_cost, densenas_loss
-from hwnas.projection import ARGMAX
+from hwnas.spaces.dense import DenseChoice, DenseSpace
 from hwnas.strategies.base import (
     BaseStrategy,
     Derivation,
@@ -173,8 +173,8 @@ class DenseNASStrategy(BaseStrategy):
 
     def _path_choice(self, path: tuple[int, ...], budget: float) -> tuple[DenseChoice, float, str] | None:
         """The ops of one path as a chain projection (within budget, filled to the floor); with its score."""
-        from hwnas.latency import ChainCost
-        from hwnas.projection import project_chain
+        from hwnas.budget.costs import ChainCost
+        from hwnas.budget.projection import project_chain
 
         cost = self.cost
         edges = [self.space.edge(a, b).index for a, b in zip(path, path[1:])]

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hwnas.budget.costs import fbnet_latency, fbnet_loss
+from hwnas.budget.projection import ProjectionMethod
 from hwnas.errors import ConfigError
-from hwnas.latency import fbnet_latency, fbnet_loss
-from hwnas.projection import ProjectionMethod
 from hwnas.strategies._chain import BudgetControl, ChainLogitsStrategy
 from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, set_arch_grads
 from hwnas.supernet import Selection
@@ -133,7 +133,7 @@ class LossChange:
         self.count = 0
 
     def add(self, masks: list[torch.Tensor], mask_grads: tuple[torch.Tensor, ...]) -> None:
-        from hwnas.strategies.ostr import averaged_over_ranks
+        from hwnas.distributed import averaged_over_ranks
 
         deltas = {str(i): g - (m * g).sum() for i, (m, g) in enumerate(zip(masks, mask_grads))}
         for i, delta in averaged_over_ranks(deltas).items():

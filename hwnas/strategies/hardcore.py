@@ -3,7 +3,7 @@ block-coordinate stochastic Frank-Wolfe (BCSFW), then a projection to a discrete
 
 α_p: probabilities over the candidate blocks of position p (micro search, thesis Eq. 3.41's α^s_{b,c}); β_s:
 probabilities over the depths of a depth-searched stage (macro search, β^s_{b'}). The loss is the plain task loss
-(thesis Eq. 3.40); the latency enters only as the constraint, bilinear in (α, β) (hwnas.latency).
+(thesis Eq. 3.40); the latency enters only as the constraint, bilinear in (α, β) (hwnas.budget.costs).
 
 BCSFW step (the paper's Algorithm 1 and its released optimizer): estimate ∂L/∂α or ∂L/∂β on an architecture batch
 as the mean over `samples` Gumbel-softmax straight-through architecture samples (one sample's gradient is mostly
@@ -26,10 +26,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hwnas.budget.costs import ChainCost, DepthStage, chain_cost, depth_stages, hardcore_expected_latency
+from hwnas.budget.knapsack import (
+    block_sum_at,
+    block_sum_budget,
+    fill_to_floor,
+    masked_scores,
+    round_to_choices,
+    solve_lp,
+)
+from hwnas.budget.projection import ARGMAX
 from hwnas.errors import ConfigError, HwnasError
-from hwnas.knapsack import block_sum_at, block_sum_budget, fill_to_floor, masked_scores, round_to_choices, solve_lp
-from hwnas.latency import ChainCost, DepthStage, chain_cost, depth_stages, hardcore_expected_latency
-from hwnas.projection import ARGMAX
 from hwnas.strategies.base import BaseStrategy, Derivation, SearchProblem, StepContext, StepOutput
 from hwnas.supernet import ChainSupernet, Selection
 from hwnas.supernet.sampling import gumbel_softmax, uniform_index
@@ -50,7 +57,7 @@ class HardCoReParams:
 
 
 def _one_hot(solution: Sequence[np.ndarray], cost: Sequence[np.ndarray]) -> list[torch.Tensor]:
-    """An LP solution rounded to one option per group (hwnas.knapsack), as one-hot vectors."""
+    """An LP solution rounded to one option per group (hwnas.budget.knapsack), as one-hot vectors."""
     return [torch.from_numpy(np.eye(len(x))[c]) for x, c in zip(solution, round_to_choices(solution, cost))]
 
 

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from hwnas.distributed import averaged_over_ranks
+
 CellSelect = Literal["magnitude", "ostr"]
 
 
@@ -54,15 +56,6 @@ class OperationStrength:
         self.count = int(state["count"])
 
 
-def averaged_over_ranks(grads: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    """Each tensor averaged over the ranks of a data-parallel run (unchanged in a single process)."""
-    import torch.distributed as dist
-
-    from hwnas.train import mean_over_ranks  # not at import: hwnas.train imports the strategies package
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return grads
-    return dict(zip(grads, mean_over_ranks(list(grads.values()), dist.get_world_size())))
 
 
 class SelectionStability:

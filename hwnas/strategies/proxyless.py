@@ -18,9 +18,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hwnas.budget.costs import proxyless_expected_latency, proxyless_loss
+from hwnas.budget.projection import ProjectionMethod
 from hwnas.errors import ConfigError
-from hwnas.latency import proxyless_expected_latency, proxyless_loss
-from hwnas.projection import ProjectionMethod
 from hwnas.strategies._chain import BudgetControl, ChainLogitsStrategy
 from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, set_arch_grads
 from hwnas.supernet import Selection

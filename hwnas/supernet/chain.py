@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hwnas import kernels
-from hwnas.spaces import Position, Space
+from hwnas.spaces.chain import Position, Space
 from hwnas.supernet.mixed import mixed_layer
 
 

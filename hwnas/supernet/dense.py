@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hwnas import kernels
-from hwnas.dense_space import DenseChoice, DenseSpace
+from hwnas.spaces.dense import DenseChoice, DenseSpace
 from hwnas.supernet.chain import Selection
 from hwnas.supernet.mixed import mixed_layer
 

@@ -14,20 +14,13 @@ import numpy as np
 import torch
 
 from hwnas.config import SearchConfig, check_search_config, override, to_dict
+from hwnas.distributed import Ranks, broadcast_state, check_arch_identical, init_ranks, resolve_device
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.ops import zero_init_residual_branches
-from hwnas.run import SPLITS, RunDir, RunRecord
+from hwnas.search.loop import EpochRecord, SearchLoop
+from hwnas.search.run_folder import SPLITS, RunDir, RunRecord
 from hwnas.strategies.base import Derivation, SearchProblem, check_strategy, make_strategy
-from hwnas.train import (
-    EpochRecord,
-    Ranks,
-    SearchLoop,
-    broadcast_state,
-    check_arch_identical,
-    init_ranks,
-    make_weight_optimizer,
-    resolve_device,
-)
+from hwnas.training import make_weight_optimizer
 from hwnas.units import within_budget
 
 
@@ -78,7 +71,7 @@ def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter:
     lut_args = (f"--device {device.name} --space {config.space} --resolution {space.resolution} --classes "
                 f"{space.num_classes}" + (f" --lut {path}" if config.lut else ""))  # what a fix command is run on
     if missing:
-        from hwnas.space_files import is_space_file
+        from hwnas.spaces.files import is_space_file
 
         if not (device.is_local and config.profile_missing):
             why = "" if device.is_local else f" (device '{device.name}' is remote)"
@@ -206,7 +199,7 @@ def _requested_config(config: SearchConfig | None, run: RunDir, resume: bool, ep
 def _checked_space(config: SearchConfig, space: Any) -> Any:
     """The space to search at the data's resolution (`space` when given, else `config.space` resolved), once the
     strategy has accepted its kind and parameters."""
-    from hwnas.space_files import resolve_space
+    from hwnas.spaces.files import resolve_space
 
     resolution = config.data.resolution
     space = resolve_space(config.space, resolution) if space is None else space.with_resolution(resolution)
@@ -218,8 +211,8 @@ def _prepare(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, sp
              reporter: Reporter) -> _PreparedSearch:
     """Data, latency model, budget, strategy and run folder, the supernet on its device with its optimizer, and the
     checkpoint `state` restored when resuming."""
+    from hwnas.budget.costs import space_range_ms
     from hwnas.data import load_splits
-    from hwnas.latency import space_range_ms
     from hwnas.units import resolve_budget_ms
 
     resume = state is not None
@@ -336,7 +329,7 @@ def _finish(search: _PreparedSearch) -> SearchResult:
         _plots(search, weights, derivation)
     search.ranks.barrier()
     if confirmation is not None and confirmation.kept is None:
-        from hwnas.confirm import not_met_message
+        from hwnas.search.confirm import not_met_message
 
         raise HwnasError(not_met_message(confirmation, config.device))
     return SearchResult(search.run.path, config, derivation, search.range_ms, search.history, record.summary())
@@ -360,11 +353,11 @@ def _run_record(search: _PreparedSearch, derivation: Derivation, confirmation: d
 def _confirm(search: _PreparedSearch, derivation: Derivation):
     """Time the derived network on the device (the LUT's steady method) and repair the budget from measurements;
     (None, None) with a note where the device cannot be reached."""
-    from hwnas.confirm import confirm_on_device
     from hwnas.device import get_device
     from hwnas.errors import RuntimeUnavailable
     from hwnas.lut.network_timing import measure_on_device
     from hwnas.lut.steady import reference_spec
+    from hwnas.search.confirm import confirm_on_device
 
     config, reporter = search.config, search.reporter
     device = get_device(config.device, config.devices_file)
@@ -389,7 +382,7 @@ def _confirm(search: _PreparedSearch, derivation: Derivation):
 
 def _select(search: _PreparedSearch, derivation: Derivation) -> Derivation:
     """The best of the derived network and config.select_candidates band draws, scored inside the supernet."""
-    from hwnas.selection import select_derivation
+    from hwnas.search.selection import select_derivation
 
     config, strategy = search.config, search.strategy
     if not hasattr(strategy, "choice_log_probs") or "choices" not in derivation.detail:
@@ -418,7 +411,7 @@ def arch_confidence(rows: list[tuple[str, np.ndarray]]) -> float | None:
 
 def _plots(search: _PreparedSearch, weights: list[tuple[str, np.ndarray]], derivation: Derivation) -> None:
     """arch_weights.png, latency.png (with some history) and the strategy's own plots, when it has any."""
-    from hwnas.search_plots import plot_arch_weights, plot_latency
+    from hwnas.search.plots import plot_arch_weights, plot_latency
 
     run, strategy, config = search.run, search.strategy, search.config
     plot_arch_weights(weights, run.file("arch_weights.png"),

@@ -150,7 +150,7 @@ class RunRecord:
     budget_ms: float
     range_ms: tuple[float, float]
     derivation: Derivation  # the architecture kept (confirmed on the device when asked)
-    confirmation: dict[str, Any] | None  # hwnas.confirm.Confirmation.to_dict(); None when not confirmed
+    confirmation: dict[str, Any] | None  # hwnas.search.confirm.Confirmation.to_dict(); None when not confirmed
     dataset: str
     num_classes: int
     lut: str

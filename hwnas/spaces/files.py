@@ -15,7 +15,7 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.files import read_yaml
-from hwnas.spaces import Space, Stage
+from hwnas.spaces.chain import Space, Stage
 
 _SPACE_KEYS = {"name", "stem", "stages", "head", "classifier", "num_classes", "resolution", "act", "description"}
 _STAGE_KEYS = {"channels", "layers", "stride", "ops", "first_ops", "min_layers", "act"}
@@ -73,10 +73,10 @@ def load_space_file(path: str | Path) -> Space:
 
 
 def resolve_space(name: str, resolution: int | None = None, num_classes: int | None = None) -> Any:
-    """A space by catalog name (hwnas.catalog, then the cell spaces of hwnas.cells) or a space file
+    """A space by catalog name (hwnas.spaces.catalog, then the cell spaces of hwnas.cells) or a space file
     (`*.yaml`), at the given resolution and class count."""
-    from hwnas.catalog import SPACES, get_space
     from hwnas.cells import catalog as cells
+    from hwnas.spaces.catalog import SPACES, get_space
 
     if is_space_file(name):
         space = load_space_file(name)

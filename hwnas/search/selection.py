@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from hwnas.latency import ChainCost
-from hwnas.projection import project_chain
+from hwnas.budget.costs import ChainCost
+from hwnas.budget.projection import project_chain
 from hwnas.strategies.base import Derivation
 
 
@@ -75,7 +75,7 @@ def supernet_scorer(supernet: torch.nn.Module, splits: dict, batch_size: int, se
                     scoring: Sequence[str] = HELDOUT_SPLITS) -> Callable[[Sequence[int]], float]:
     """score(choices): accuracy of that network inside `supernet` over the `scoring` splits, batch norm
     re-estimated on splits['train_weights']."""
-    from hwnas.train import recalibrated_hits
+    from hwnas.training import recalibrated_hits
 
     def score(choices: Sequence[int]) -> float:
         def forward(x: torch.Tensor) -> torch.Tensor:

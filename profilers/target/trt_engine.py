@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 if __package__:
-    from hwnas.profilers.runners import Runner, RunnerError
+    from hwnas.profilers.target.runners import Runner, RunnerError
 else:  # shipped to a target beside runners.py
     from runners import Runner, RunnerError  # type: ignore[no-redef]
 

@@ -321,7 +321,7 @@ def _coreml(path: Path, shape: tuple[int, ...], threads: int, precision: str, op
 def _trt_engine():
     """The TensorRT helper module: a package sibling in hwnas, a file sibling when shipped to a target."""
     if __package__:
-        from hwnas.profilers import trt_engine
+        from hwnas.profilers.target import trt_engine
     else:
         import trt_engine  # type: ignore[no-redef]
     return trt_engine

@@ -22,8 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from hwnas.errors import HwnasError
-from hwnas.knapsack import (
+from hwnas.budget.costs import ChainCost
+from hwnas.budget.knapsack import (
     block_sum_at,
     block_sum_budget,
     fill_to_floor,
@@ -33,7 +33,7 @@ from hwnas.knapsack import (
     solve_lp,
     spend_slack,
 )
-from hwnas.latency import ChainCost
+from hwnas.errors import HwnasError
 
 ProjectionMethod = Literal["lp", "greedy"]
 METHODS = typing.get_args(ProjectionMethod)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hwnas.dense_space import densenas
 from hwnas.errors import ConfigError
-from hwnas.spaces import Space, Stage, expand_choices
+from hwnas.spaces.chain import Space, Stage, expand_choices
+from hwnas.spaces.dense import densenas
 
 # FBNet (Wu et al., CVPR 2019), Tables 1-2: 22 searchable layers, 9 candidates each.
 FBNET_OPS = ("ir_k3_e1", "ir_k3_e1_g2", "ir_k3_e3", "ir_k3_e6", "ir_k5_e1", "ir_k5_e1_g2", "ir_k5_e3", "ir_k5_e6",

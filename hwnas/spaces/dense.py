@@ -18,7 +18,7 @@ from functools import cached_property
 from hwnas.arch import Arch, Layer
 from hwnas.blocks import BlockSpec, BlockStringError, Op
 from hwnas.errors import ConfigError
-from hwnas.spaces import expand_choices
+from hwnas.spaces.chain import expand_choices
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from hwnas.dense_space import DenseSpace
 from hwnas.errors import HwnasError
 from hwnas.lut.model import Calibration, LatencyModel
-from hwnas.spaces import Space
+from hwnas.spaces.chain import Space
+from hwnas.spaces.dense import DenseSpace
 
 
 # -- chain spaces (FBNet, ProxylessNAS, HardCoRe-NAS) ---------------------------------------------------------

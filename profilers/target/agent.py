@@ -1,6 +1,6 @@
 """The device agent: measures artifacts on the machine it runs on, speaking JSON lines on stdin and stdout.
 
-Run as `python -m hwnas.profilers.agent`, or as `python3 agent.py` from a folder holding agent.py, runners.py and
+Run as `python -m hwnas.profilers.target.agent`, or as `python3 agent.py` from a folder holding agent.py, runners.py and
 trt_engine.py (what hwnas copies to an ssh target). It imports only the standard library, numpy and the runtime
 a request names: never torch, never the rest of hwnas; it runs on Python 3.8. Options: `--cache DIR`
 (content-addressed artifacts and TensorRT engines, default ~/.cache/hwnas/agent), `--max-request-bytes N`
@@ -51,7 +51,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 if __package__:
-    from hwnas.profilers import runners
+    from hwnas.profilers.target import runners
 else:  # run as a file shipped beside runners.py
     import runners  # type: ignore[no-redef]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from hwnas.arch import Arch, Layer
 from hwnas.errors import ConfigError
-from hwnas.spaces import Space
+from hwnas.spaces.chain import Space
 
 _HARDCORE_STEM = "224:hswish:cn_k3_s2_c32,ds_k3_c16_nre,"
 _HARDCORE_HEAD = ",cn_k1_c960,fc_c1000_h1280"
