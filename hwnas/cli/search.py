@@ -95,7 +95,7 @@ def search(
     LUT during the search, then measured on the device at the end."""
     from hwnas.config import load_config, override, parse_assignments
     from hwnas.errors import ConfigError
-    from hwnas.search.runner import UNDECIDED_CONFIDENCE, SearchInterrupted, run_search
+    from hwnas.search.runner import SearchInterrupted, run_search
 
     config = None
     if not resume:
@@ -133,7 +133,15 @@ def search(
         return
     if as_json:
         print_json(result.summary)
-        return
+    else:
+        _print_result(result)
+
+
+def _print_result(result) -> None:
+    """The derived network, its prediction and derivation, a warning where the weights barely moved, the files
+    written, and the last line: measured (or only predicted) latency of the budget on the device."""
+    from hwnas.search.runner import UNDECIDED_CONFIDENCE
+
     summary = result.summary
     console.print(f"[bold]{summary['arch']}[/bold]", highlight=False, soft_wrap=True)
     console.print(f"predicted {summary['predicted_ms']:.4g} ms on {summary['device']} (budget "
