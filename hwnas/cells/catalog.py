@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hwnas.cells.space import CellSpace
-from hwnas.errors import ConfigError
+from hwnas.spaces.catalog import declared_space
 
 # DARTS (Liu et al., ICLR 2019), Sec. 3.1.1: 8 candidate operations on the 14 edges of a 4-node cell. The space's
 # network is what deploys (and what the LUT prices): DARTS' CIFAR evaluation depth, 20 cells, at the search width
@@ -43,14 +43,7 @@ CELL_SPACES: dict[str, Callable[[], CellSpace]] = {"darts": darts, "nb201": nb20
 
 def get_cell_space(name: str, resolution: int | None = None, num_classes: int | None = None) -> CellSpace:
     """A declared cell space by name, optionally at another input resolution or class count."""
-    if name not in CELL_SPACES:
-        raise ConfigError(f"unknown cell space '{name}' (known: {', '.join(sorted(CELL_SPACES))})")
-    space = CELL_SPACES[name]()
-    if resolution is not None:
-        space = space.with_resolution(resolution)
-    if num_classes is not None:
-        space = space.with_classes(num_classes)
-    return space
+    return declared_space(CELL_SPACES, "cell space", name, resolution, num_classes)
 
 
 def is_cell_space(space: object) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.spaces.chain import Space, Stage, expand_choices
@@ -66,9 +67,16 @@ SPACES: dict[str, Callable[[], Space]] = {"fbnet": fbnet, "proxyless": proxyless
 
 def get_space(name: str, resolution: int | None = None, num_classes: int | None = None) -> Space:
     """A declared space by name, optionally at another input resolution or class count."""
-    if name not in SPACES:
-        raise ConfigError(f"unknown space '{name}' (known: {', '.join(sorted(SPACES))})")
-    space = SPACES[name]()
+    return declared_space(SPACES, "space", name, resolution, num_classes)
+
+
+def declared_space(declared: Mapping[str, Callable[[], Any]], kind: str, name: str, resolution: int | None,
+                   num_classes: int | None) -> Any:
+    """Space `name` of a registry of declared spaces (chain or cell), at another resolution or class count if
+    given."""
+    if name not in declared:
+        raise ConfigError(f"unknown {kind} '{name}' (known: {', '.join(sorted(declared))})")
+    space = declared[name]()
     if resolution is not None:
         space = space.with_resolution(resolution)
     if num_classes is not None:
