@@ -138,6 +138,16 @@ def predict(arch: str = typer.Argument(..., help="Architecture string, published
     typer.echo(f"{result['predicted_ms']:.3f} ms on {device}{note}")
 
 
+def _networks_space(space: str, resolution: int | None, classes: int | None, count: int, count_flag: str):
+    """The space whose networks `lut calibrate` and `lut validate` measure, once the options are checked."""
+    check_resolution(resolution, "--resolution")
+    check_classes(classes, "--classes")
+    check_range(count, count_flag, 1)
+    from hwnas.spaces.files import resolve_space  # catalog, cell spaces or a YAML file
+
+    return resolve_space(space, resolution, classes)
+
+
 @lut_app.command("calibrate")
 @handles_errors
 def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: int = ResolutionOption,
@@ -147,14 +157,9 @@ def calibrate(device: str = DeviceName, space: str = SpaceOption, resolution: in
               steady_wait: float = SteadyWait, devices_file: Path = DevicesFile, lut: Path = LutPath,
               lut_dir: Path = LutDir, force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
     """Fit what isolated blocks miss on whole measured networks, and store it with the LUT."""
-    check_resolution(resolution, "--resolution")
-    check_classes(classes, "--classes")
-    check_range(networks, "--networks", 1)
+    target = _networks_space(space, resolution, classes, networks, "--networks")
     from hwnas.device import get_device
     from hwnas.lut.calibrate import calibrate_device
-    from hwnas.spaces.files import resolve_space as get_space  # catalog, cell spaces or a YAML file
-
-    target = get_space(space, resolution, classes)
     with progress_bar(quiet=as_json) as progress:
         task = progress.add_task(f"calibrating {device}", total=networks)
         fit = calibrate_device(get_device(device, devices_file), target, resolve_lut(device, lut, lut_dir), networks,
@@ -180,14 +185,9 @@ def validate(device: str = DeviceName, space: str = SpaceOption, resolution: int
              steady_wait: float = SteadyWait, devices_file: Path = DevicesFile, lut: Path = LutPath,
              lut_dir: Path = LutDir, force: bool = ForceFlag, as_json: bool = JsonFlag) -> None:
     """Measure whole networks end to end and report predicted vs measured (MAPE, ±10%, max error, Kendall tau)."""
-    check_resolution(resolution, "--resolution")
-    check_classes(classes, "--classes")
-    check_range(samples, "--samples", 1)
+    target = _networks_space(space, resolution, classes, samples, "--samples")
     from hwnas.device import get_device
     from hwnas.lut.validate import validate_device, write_report
-    from hwnas.spaces.files import resolve_space as get_space  # catalog, cell spaces or a YAML file
-
-    target = get_space(space, resolution, classes)
     path = resolve_lut(device, lut, lut_dir)
     with progress_bar(quiet=as_json) as progress:
         from hwnas.lut.validate import published_networks
