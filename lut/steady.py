@@ -8,8 +8,8 @@ timed in the same units as its rows. Where calls are timed elsewhere (a remote a
 to time call by call, or the timed thing is a whole network, the reference is re-timed alone before and after each
 whole timing instead: measuring waits while it runs slow, and times again when it moved. A whole network evicts
 the reference's working set from cache, so beside it the reference reads slow for reasons of its own (1.4-1.9x
-beside 224 px networks here), and scaling the network's calls by it made them read 30-50% fast. Rows and networks timed at different speeds would compare the
-machine, not the LUT.
+beside 224 px networks here), and scaling the network's calls by it made them read 30-50% fast. Rows and networks
+timed at different speeds would compare the machine, not the LUT.
 """
 
 from __future__ import annotations
