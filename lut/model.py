@@ -54,7 +54,7 @@ def parse_calibration_key(key: str) -> tuple[str, int] | None:
     """(space, resolution) of a key, or None for a key of the old per-resolution form ('224'): such a fit does not
     say which networks it was made on, so it is never applied."""
     space, _, resolution = key.rpartition("@")
-    return (space, int(resolution)) if space and resolution.isdigit() else None
+    return (space, int(resolution)) if space and resolution.isascii() and resolution.isdigit() else None
 
 
 class LatencyModel:

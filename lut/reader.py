@@ -73,7 +73,7 @@ def check_meta(path: Path, meta: Any) -> None:
     for resolution, fit in _mapping(path, meta, "calibration").items():
         where = f"calibration['{resolution}']"
         name, _, pixels = resolution.rpartition("@")
-        if not pixels.isdigit() or int(pixels) < 1 or (not name and "@" in resolution):
+        if not (pixels.isascii() and pixels.isdigit()) or int(pixels) < 1 or (not name and "@" in resolution):
             raise HwnasError(f"{path}: {where}: key must be SPACE@RESOLUTION, e.g. 'fbnet@224' (resolution in pixels)")
         if not isinstance(fit, dict):
             raise HwnasError(f"{path}: {where} must be an object with scale and offset_ms, found {fit!r}")
@@ -165,7 +165,8 @@ def _typed_row(path: Path, line: int, fields: list[str]) -> dict[str, Any]:
 
 
 def _is_integer(text: str) -> bool:
-    return text.lstrip("+-").isdigit() and len(text) <= 12
+    digits = text[1:] if text[:1] in "+-" else text
+    return digits.isascii() and digits.isdigit() and len(text) <= 12  # isdigit alone accepts '²
 
 
 def _float(text: str) -> float | None:
