@@ -167,7 +167,7 @@ def test_loss_change_is_exact_for_a_loss_linear_in_the_masks():
 
 
 def test_fbnet_loss_selection_derives_from_the_measured_loss_change(setup):
-    strategy = _strategy(setup, "fbnet", select="loss")
+    strategy = _strategy(setup, "fbnet", scores="loss")
     _arch_step(strategy, setup[2])
     _arch_step(strategy, setup[2])
     assert strategy.loss_change.count == 2
@@ -175,12 +175,12 @@ def test_fbnet_loss_selection_derives_from_the_measured_loss_change(setup):
     assert all(abs(float(s.sum())) > 0 for s in scores)
     assert [len(s) for s in scores] == [len(t) for t in strategy.logits]
     state = strategy.state_dict()
-    restored = _strategy(setup, "fbnet", select="loss")
+    restored = _strategy(setup, "fbnet", scores="loss")
     restored.load_state_dict(state)
     assert all(np.allclose(a, b) for a, b in zip(restored.derivation_scores(), scores))
     assert restored.derive().arch.to_string() == strategy.derive().arch.to_string()
-    with pytest.raises(ConfigError, match="select=loss"):
-        _strategy(setup, "fbnet", select="loss", hard=True)
+    with pytest.raises(ConfigError, match="scores=loss"):
+        _strategy(setup, "fbnet", scores="loss", hard=True)
 
 
 @pytest.mark.parametrize("name, params", [("fbnet", {}), ("proxyless", {}), ("hardcore", {"momentum": 0.5}),

@@ -21,7 +21,7 @@ from hwnas.strategies.base import SearchProblem, StepContext, StepOutput, set_ar
 from hwnas.supernet import Selection
 from hwnas.supernet.sampling import gumbel_softmax
 
-FBNetSelect = Literal["weights", "loss"]
+DerivationScores = Literal["weights", "loss"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class FBNetParams:
     # E[LAT] and the argmax network's latency does (so derive() need not repair it); 'fixed': keep the paper's β
     control_rate: float = 1.0  # dual step: log β += rate · (E[LAT]/budget − 1) per architecture step
     projection: ProjectionMethod = "lp"  # budget repair when the argmax exceeds the budget: 'lp' or 'greedy'
-    select: FBNetSelect = "weights"  # derivation scores: 'weights' (log-probabilities of θ) or 'loss' (first-order
-    # change of the task loss when a layer keeps one candidate, measured on the architecture batches; see LossChange)
+    scores: DerivationScores = "weights"  # what derivation ranks candidates by: 'weights' (log-probabilities of θ)
+    # or 'loss' (first-order change of the task loss when a layer keeps one candidate, measured on the architecture
+    # batches; see LossChange)
     masked: bool = False  # share weights where the candidates allow (FBNetV2's masks: soft masks then mix kernel
     # and width marginals); needed for `hard` on other spaces, impossible on FBNet's (grouped ops, projecting skip)
 
@@ -58,8 +59,8 @@ class FBNetStrategy(ChainLogitsStrategy):
     def check_params(cls, p: FBNetParams) -> None:
         if p.tau0 <= 0 or p.tau_end < 0:
             raise ConfigError("strategy 'fbnet': tau0 must be > 0 and tau_end >= 0")
-        if p.select == "loss" and p.hard:
-            raise ConfigError("strategy 'fbnet': select=loss measures the soft mixture; it needs hard=false")
+        if p.scores == "loss" and p.hard:
+            raise ConfigError("strategy 'fbnet': scores=loss measures the soft mixture; it needs hard=false")
 
     def __init__(self, problem: SearchProblem, params: Mapping[str, Any]):
         super().__init__(problem, params)
@@ -95,7 +96,7 @@ class FBNetStrategy(ChainLogitsStrategy):
     def arch_backward(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, float]:
         selections, masks = self._sample()
         ce = F.cross_entropy(self.supernet(x, selections), y)
-        if self.params.select == "loss":
+        if self.params.scores == "loss":
             self.loss_change.add(masks, torch.autograd.grad(ce, masks, retain_graph=True))
         lat_us = fbnet_latency(masks, self.cost) * 1000.0
         loss = fbnet_loss(ce, lat_us.float(), alpha=self.params.alpha, beta=self.control.value)
@@ -108,7 +109,7 @@ class FBNetStrategy(ChainLogitsStrategy):
         self.update_control()
 
     def derivation_scores(self) -> list[np.ndarray]:
-        if self.params.select == "loss" and self.loss_change.count:
+        if self.params.scores == "loss" and self.loss_change.count:
             return [-delta for delta in self.loss_change.mean()]
         return super().derivation_scores()
 
