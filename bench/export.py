@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.table import Table
+from search_common import provenance
 
 from hwnas.device import get_device
 from hwnas.errors import HwnasError
@@ -129,7 +130,8 @@ def main() -> None:
         console.print(f"{name} at {resolution} px: {', '.join(formats)} ({', '.join(precisions)})")
         results.append(bench_network(name, resolution, formats, precisions, devices, args.out, settings))
         args.out.write_text(json.dumps({"quick": quick, "host": platform.node(), "machine": platform.machine(),
-                                        "settings": settings.to_dict(), "results": results}, indent=2, default=str))
+                                        "provenance": provenance(), "settings": settings.to_dict(),
+                                        "results": results}, indent=2, default=str))
     print_tables(results)
     console.print(f"wrote {args.out}")
 

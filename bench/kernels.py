@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.table import Table
+from search_common import provenance
 
 from hwnas.kernels.dispatch import forward_backward, implementations
 from hwnas.kernels.parity import parity
@@ -290,7 +291,8 @@ def main() -> None:
     device = torch.device("cuda" if cuda else "cpu")
     dtype = DTYPES[args.dtype]
     meta = {"machine": platform.node(), "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-            "torch": torch.__version__, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution}
+            "torch": torch.__version__, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution,
+            "provenance": provenance()}
     rows: list[dict] = []
 
     def record(row: dict) -> None:  # written as it goes: an interrupted run keeps what it measured

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from search_common import machine, provenance
 
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
@@ -113,7 +113,9 @@ def main() -> None:
                               f"{row['measured_ms']:.3f}", f"{row['error_pct']:+.1f}")
     console.print(published)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.node(), "results": results}, indent=2) + "\n")
+    lut = args.lut_dir / f"{(args.device or ['cpu'])[0]}.csv"
+    args.out.write_text(json.dumps({"machine": machine(), "provenance": provenance(lut), "results": results},
+                                   indent=2, default=str) + "\n")
     console.print(f"wrote {args.out}")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from search_common import machine, provenance
 
 from hwnas.device import get_device
 from hwnas.lut.build import measuring, profile_specs
@@ -100,7 +101,8 @@ def main() -> None:
               "steady_build": {"wall_s": steady_wall, "over_plain": steady_wall / wall,
                                "reference": steady.reference_key, "unsteady_blocks": len(steady.unsteady)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps({**result, "machine": machine(), "provenance": provenance()}, indent=2,
+                                   default=str) + "\n")
     console.print(f"wrote {args.out}")
 
 
