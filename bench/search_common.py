@@ -67,21 +67,26 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "host": platform.node()}
 
 
-def provenance(lut: Path | None = None) -> dict[str, Any]:
-    """What makes a result traceable: the commit (and whether the tree had changes), the command line, and the LUT
-    it predicted with (its setup fingerprint and a hash of its rows)."""
-    import hashlib
+def _git(*args: str) -> str:
     import subprocess
+
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+# the code a benchmark runs is the tree it started from: commits made while it runs do not change it
+STARTED_FROM = {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "-uno"))}
+
+
+def provenance(lut: Path | None = None) -> dict[str, Any]:
+    """What makes a result traceable: the commit the run started from (and whether the tree had changes), the
+    command line, and the LUT it predicted with (its setup fingerprint and a hash of its rows)."""
+    import hashlib
     import sys
 
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    found: dict[str, Any] = {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno")),
-                             "argv": sys.argv}
+    found: dict[str, Any] = {**STARTED_FROM, "argv": sys.argv}
     if lut is not None and Path(lut).exists():
         from hwnas.lut.table import LatencyTable
 
