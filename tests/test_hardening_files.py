@@ -77,15 +77,15 @@ def test_a_checkpoint_of_plain_data_without_the_search_state_is_refused(tmp_path
 
 
 def test_a_saved_checkpoint_reads_back_as_data(tmp_path):
-    from hwnas.search.runner import _rng_state, _set_rng_state
+    from hwnas.search.rng import rng_state, set_rng_state
 
     run = RunDir(tmp_path)
     np.random.seed(3)
     run.save_checkpoint({"epoch": 1, "supernet": {"w": torch.ones(2)}, "strategy": {}, "optimizer": {},
-                         "rng": _rng_state()})
+                         "rng": rng_state()})
     expected = np.random.rand(3)
     np.random.seed(99)
-    _set_rng_state(run.load_checkpoint()["rng"])
+    set_rng_state(run.load_checkpoint()["rng"])
     assert np.array_equal(np.random.rand(3), expected)
 
 

@@ -89,7 +89,7 @@ def test_uncalibrated_lut_is_announced_with_the_command_that_fixes_it(folder, tm
     from hwnas.distributed import Ranks
     from hwnas.lut.calibrate import calibrate_from_timings
     from hwnas.lut.table import LatencyTable
-    from hwnas.search.runner import open_latency_model
+    from hwnas.search.device_model import open_latency_model
 
     lut = tmp_path / "cpu.csv"
     for suffix in (".csv", ".meta.json"):

@@ -3,7 +3,6 @@ supernet with the strategy, checkpoint every epoch, derive an architecture withi
 
 from __future__ import annotations
 
-import random
 import shlex
 import time
 from dataclasses import dataclass, field, replace
@@ -17,7 +16,9 @@ from hwnas.config import SearchConfig, check_search_config, override, to_dict
 from hwnas.distributed import Ranks, broadcast_state, check_arch_identical, init_ranks, resolve_device
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.ops import zero_init_residual_branches
+from hwnas.search.device_model import open_latency_model
 from hwnas.search.loop import EpochRecord, SearchLoop
+from hwnas.search.rng import rng_state, seed_everything, set_rng_state
 from hwnas.search.run_folder import SPLITS, RunDir, RunRecord
 from hwnas.strategies.base import Derivation, SearchProblem, check_strategy, make_strategy
 from hwnas.training import make_weight_optimizer
@@ -47,73 +48,6 @@ class SearchResult:
     range_ms: tuple[float, float]
     history: list[dict[str, Any]]
     summary: dict[str, Any]
-
-
-def open_latency_model(config: SearchConfig, space: Any, ranks: Ranks, reporter: Reporter):
-    """The device's latency model for `space`: its table (refused when it serves another device), the blocks it lacks
-    measured first, and the calibration of this space and resolution fitted first when there is none (local
-    devices, when allowed)."""
-    from hwnas.device import get_device
-    from hwnas.lut.build import build_lut
-    from hwnas.lut.calibrate import calibrate_device
-    from hwnas.lut.device_table import device_lut_path, open_device_model
-
-    device = get_device(config.device, config.devices_file)
-    path = device_lut_path(device, config.lut)
-    specs = space.specs()
-    model = open_device_model(device, path, space=space.name, force=config.force) if path.exists() else None
-    missing = len(model.table.missing(s.key for s in specs)) if model else len(specs)
-    lut_args = (f"--device {device.name} --space {config.space} --resolution {space.resolution} --classes "
-                f"{space.num_classes}" + (f" --lut {path}" if config.lut else ""))  # what a fix command is run on
-    if missing:
-        from hwnas.spaces.files import is_space_file
-
-        if not (device.is_local and config.profile_missing):
-            why = "" if device.is_local else f" (device '{device.name}' is remote)"
-            fix = ("rerun without --no-profile-missing to measure them here" if is_space_file(config.space) else
-                   f"run `hwnas profile {lut_args}` first")
-            raise HwnasError(f"{path}: {missing} of the {len(specs)} blocks space '{config.space}' needs at "
-                             f"{space.resolution}px are not measured{why}; {fix}")
-        if ranks.is_main:
-            reporter.note(f"{path}: measuring {missing} missing block(s) on '{device.name}' first")
-            reporter.profiling(len(specs))
-            build_lut(device, specs, path, force=config.force,
-                      on_block=lambda spec, measured: reporter.profiled(spec.key, measured))
-        ranks.barrier()
-        model = open_device_model(device, path, space=space.name, force=config.force)
-    if space.resolution not in model.calibrations:
-        if device.is_local and config.calibrate_networks and config.profile_missing:
-            if ranks.is_main:
-                reporter.note(f"{path}: fitting the calibration of space {space.name} at {space.resolution}px on "
-                              f"{config.calibrate_networks} networks measured on '{device.name}' first")
-                calibrate_device(device, space, path, networks=config.calibrate_networks, force=config.force)
-            ranks.barrier()
-            model = open_device_model(device, path, space=space.name, force=config.force)
-        elif ranks.is_main:
-            reporter.note(f"{path}: no calibration of space {space.name} at {space.resolution}px, so latencies are "
-                          "plain sums of blocks timed alone (often tens of percent off a whole network); "
-                          f"`hwnas lut calibrate {lut_args}` fits the correction")
-    return model, path
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every generator's state as tensors and plain values, so a checkpoint loads with `weights_only=True`."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    random.setstate(state["python"])
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -223,7 +157,7 @@ def _prepare(config: SearchConfig, run: RunDir, state: dict[str, Any] | None, sp
     range_ms = space_range_ms(space, model)
     budget_ms = config.budget_ms if (resume and config.budget_ms) else resolve_budget_ms(config.budget, range_ms)
     config = replace(config, budget_ms=budget_ms, lut=str(lut_path))
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     problem = SearchProblem(space, model, budget_ms, config.seed, config.budget_floor)
     strategy = make_strategy(config.strategy, problem, config.strategy_params)
     _create_run_folder(run, config, resume, ranks)
@@ -259,7 +193,7 @@ def _restore(search: _PreparedSearch, state: dict[str, Any]) -> None:
     search.strategy.supernet.load_state_dict(state["supernet"])
     search.strategy.load_state_dict(state["strategy"])
     search.optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"])
+    set_rng_state(state["rng"])
     search.start_epoch = int(state["epoch"]) + 1
     search.history = list(state.get("history", []))
     if search.ranks.is_main:
@@ -298,7 +232,7 @@ def _checkpoint(search: _PreparedSearch, epoch: int) -> dict[str, Any]:
     """supernet.pt's content after `epoch`: every state a resume restores, the configuration and the history."""
     strategy = search.strategy
     return {"epoch": epoch, "supernet": strategy.supernet.state_dict(), "strategy": strategy.state_dict(),
-            "optimizer": search.optimizer.state_dict(), "rng": _rng_state(), "config": to_dict(search.config),
+            "optimizer": search.optimizer.state_dict(), "rng": rng_state(), "config": to_dict(search.config),
             "history": search.history}
 
 
