@@ -23,6 +23,7 @@ from hwnas.units import (
     MAX_STRIDE,
     check_range,
     check_resolution,
+    is_decimal,
     parse_int,
     shown,
 )
@@ -90,7 +91,7 @@ class Arch:
                 f"'{text[:60]}': an architecture string is RESOLUTION:ACTIVATION:ROW,ROW,... "
                 "(e.g. 224:relu6:cn_k3_s2_c32,ds_k3_c16,...)")
         resolution, act, rows = parts
-        if not (resolution.isascii() and resolution.isdigit()):
+        if not is_decimal(resolution):
             raise BlockStringError(f"'{resolution[:20]}' is not an input resolution (expected an integer, e.g. 224)")
         size = parse_int(resolution, "input resolution", 1, MAX_RESOLUTION)
         _check_act(act)

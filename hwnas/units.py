@@ -95,9 +95,14 @@ def check_classes(value: int | None, what: str = "classes") -> int | None:
     return None if value is None else int(check_range(value, what, 1, MAX_CHANNELS))
 
 
+def is_decimal(text: str) -> bool:
+    """Whether `text` is one or more ASCII digits (`str.isdigit` alone also accepts '²', which `int` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_int(text: str, what: str, low: int, high: int) -> int:
     """A decimal integer in low..high from user text (ASCII digits only), else a ConfigError naming it."""
-    if not (text.isascii() and text.isdigit()):
+    if not is_decimal(text):
         raise ConfigError(f"{what} is {shown(text)}, expected a whole number in {low}..{high}")
     digits = text.lstrip("0") or "0"
     if len(digits) > len(str(high)):  # too large, and maybe past what int() reads

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from hwnas.lut.build import measuring
-from hwnas.lut.model import Calibration, LatencyModel, calibration_key
+from hwnas.lut.model import Calibration, LatencyModel
 from hwnas.lut.network_timing import STEADY_WAIT_S, measure_networks
+from hwnas.lut.schema import calibration_key
 from hwnas.lut.steady import reference_spec
 from hwnas.lut.table import LatencyTable
 from hwnas.lut.validate import sample_archs

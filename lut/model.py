@@ -12,6 +12,7 @@ import numpy as np
 from hwnas.arch import Arch
 from hwnas.blocks import BlockSpec
 from hwnas.errors import HwnasError, MissingLatencyError
+from hwnas.lut.schema import parse_calibration_key
 from hwnas.lut.table import LatencyTable
 
 
@@ -43,18 +44,6 @@ class Calibration:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and k != "archs"},
                    archs=tuple(data.get("archs") or ()))
-
-
-def calibration_key(space: str, resolution: int) -> str:
-    """Where meta.json keeps the fit made on networks of `space` at `resolution` (e.g. 'fbnet@224')."""
-    return f"{space}@{int(resolution)}"
-
-
-def parse_calibration_key(key: str) -> tuple[str, int] | None:
-    """(space, resolution) of a key, or None for a key of the old per-resolution form ('224'): such a fit does not
-    say which networks it was made on, so it is never applied."""
-    space, _, resolution = key.rpartition("@")
-    return (space, int(resolution)) if space and resolution.isascii() and resolution.isdigit() else None
 
 
 class LatencyModel:

@@ -1,7 +1,7 @@
 """Timing whole networks: the one way hwnas measures a network end to end, on a machine its LUT's reference block
 shows at the table's speed (lut/steady.py: checked alone before and after each network, which is never scaled by
-it). Calibration, validation, search confirmation,
-`train` and `export --measure` all time here, so their figures are in the same units of noise as the table."""
+it). Calibration, validation, search confirmation, `train` and `export --measure` all time here, so their figures
+are in the same units of noise as the table."""
 
 from __future__ import annotations
 

@@ -26,7 +26,9 @@ from hwnas.lut.schema import (
     SPREADS,
     TIMES,
     UNIT,
+    parse_calibration_key,
 )
+from hwnas.units import is_decimal
 
 TEXT_COLUMNS = ("key", "kind", "act", "fingerprint")  # non-empty except act (empty: the block's default)
 
@@ -72,8 +74,8 @@ def check_meta(path: Path, meta: Any) -> None:
             raise HwnasError(f"{path}: key '{key}' must hold a non-empty {_KIND_NAMES[kind]}, found {meta.get(key)!r}")
     for resolution, fit in _mapping(path, meta, "calibration").items():
         where = f"calibration['{resolution}']"
-        name, _, pixels = resolution.rpartition("@")
-        if not (pixels.isascii() and pixels.isdigit()) or int(pixels) < 1 or (not name and "@" in resolution):
+        parsed = parse_calibration_key(resolution)  # None: the old per-resolution form ('224')
+        if not (parsed[1] >= 1 if parsed else is_decimal(resolution) and int(resolution) >= 1):
             raise HwnasError(f"{path}: {where}: key must be SPACE@RESOLUTION, e.g. 'fbnet@224' (resolution in pixels)")
         if not isinstance(fit, dict):
             raise HwnasError(f"{path}: {where} must be an object with scale and offset_ms, found {fit!r}")
@@ -165,8 +167,7 @@ def _typed_row(path: Path, line: int, fields: list[str]) -> dict[str, Any]:
 
 
 def _is_integer(text: str) -> bool:
-    digits = text[1:] if text[:1] in "+-" else text
-    return digits.isascii() and digits.isdigit() and len(text) <= 12  # isdigit alone accepts '²
+    return is_decimal(text[1:] if text[:1] in "+-" else text) and len(text) <= 12
 
 
 def _float(text: str) -> float | None:

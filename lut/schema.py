@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from hwnas.blocks import Op
+from hwnas.units import is_decimal
 
 SCHEMA_VERSION = 1
 UNIT = "milliseconds per image"
@@ -33,3 +34,15 @@ OPTIONAL_COUNTS = ("n", "threads")  # integers, or empty
 MAX_MS = 1e6  # no block takes 1000 s per image: a larger figure is a damaged row, and sums of it overflow
 MAX_SCALE = 100.0  # a calibration multiplies block sums by at most this much
 META_REQUIRED = {"schema_version": int, "unit": str, "device": str, "fingerprint": dict, "fingerprint_id": str}
+
+
+def calibration_key(space: str, resolution: int) -> str:
+    """Where meta.json keeps the fit made on networks of `space` at `resolution` (e.g. 'fbnet@224')."""
+    return f"{space}@{int(resolution)}"
+
+
+def parse_calibration_key(key: str) -> tuple[str, int] | None:
+    """(space, resolution) of a key, or None for a key of the old per-resolution form ('224'): such a fit does not
+    say which networks it was made on, so it is never applied."""
+    space, _, resolution = key.rpartition("@")
+    return (space, int(resolution)) if space and is_decimal(resolution) else None

@@ -77,7 +77,7 @@ def show(device: str = DeviceName, lut: Path = LutPath, lut_dir: Path = LutDir,
                       "latest row of each block is used", markup=False, highlight=False)
     console.print("setup: " + ", ".join(f"{k}={v}" for k, v in fingerprint.items()), markup=False, highlight=False)
     for key, fit in summary["calibration"].items():
-        from hwnas.lut.model import parse_calibration_key
+        from hwnas.lut.schema import parse_calibration_key
 
         where = parse_calibration_key(key)
         label = (f"calibration of {where[0]} @{where[1]}px" if where else

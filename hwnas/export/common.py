@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError, RuntimeUnavailable
+from hwnas.units import is_decimal
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -71,7 +72,7 @@ def locate_unsupported(target: str, model: nn.Module, example: torch.Tensor,
 def block_of_node(node_name: str) -> int | None:
     """The block index in an ONNX node name written by the TorchScript exporter (`/3/expand/expand.0/Conv`)."""
     parts = node_name.strip("/").split("/")
-    return int(parts[0]) if parts and parts[0].isascii() and parts[0].isdigit() else None
+    return int(parts[0]) if parts and is_decimal(parts[0]) else None
 
 
 def rows(example: torch.Tensor) -> Iterator[torch.Tensor]:
