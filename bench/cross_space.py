@@ -24,13 +24,14 @@ from hwnas.lut.network_timing import measure_on_device
 from hwnas.lut.steady import reference_spec
 from hwnas.lut.table import LatencyTable
 from hwnas.lut.validate import accuracy_metrics, sample_archs
+from hwnas.spaces.catalog import SPACES
 from hwnas.spaces.files import resolve_space
 from hwnas.spaces.published import PUBLISHED, get_published, published_in_space
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spaces", nargs="+", default=["fbnet", "proxyless", "hardcore", "densenas"])
+    parser.add_argument("--spaces", nargs="+", default=list(SPACES))
     parser.add_argument("--resolution", type=int, default=48)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--samples", type=int, default=10, help="held-out random networks per space")
@@ -99,7 +100,7 @@ def measure(device_name: str, lut_path: Path | None, space_names: list[str], res
         measured = timing.median_ms
         row = {"network": name, "kind": kind, "home": home, "measured_ms": measured,
                "reference_ratio": timing.reference_ratio, "plain_err_pct": _err(plain.predict(arch), measured),
-               **network_features(arch, table)}
+               **network_features(arch, plain)}
         if home:
             row["own_err_pct"] = _err(models[home].predict(arch), measured)
         foreign = [_err(model.predict(arch), measured) for space, model in models.items() if space != home]
@@ -127,12 +128,11 @@ def measure(device_name: str, lut_path: Path | None, space_names: list[str], res
     return rows, summary, lut
 
 
-def network_features(arch, table: LatencyTable) -> dict[str, float]:
+def network_features(arch, plain: LatencyModel) -> dict[str, float]:
     """What a model fitted across spaces may use: the block sum, the block count, and the weights in MB (fp32)."""
     specs = arch.specs()
     weights = sum(p.numel() for spec in specs for p in spec.build().parameters())
-    return {"block_sum_ms": float(sum(table.latencies([s.key for s in specs]))), "blocks": len(specs),
-            "weight_mb": 4 * weights / 1e6}
+    return {"block_sum_ms": plain.block_sum(arch), "blocks": len(specs), "weight_mb": 4 * weights / 1e6}
 
 
 TRANSFER_MODELS = {"scale+offset": ("block_sum_ms",), "scale+offset+weights": ("block_sum_ms", "weight_mb"),

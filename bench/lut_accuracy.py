@@ -24,14 +24,14 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from search_common import machine, provenance
+from search_common import machine, provenance, report
 
 from hwnas.device import get_device
 from hwnas.lut.build import build_lut
 from hwnas.lut.calibrate import calibrate_device
 from hwnas.lut.steady import Steadiness
 from hwnas.lut.validate import accuracy_metrics, validate_device, write_report
-from hwnas.spaces.catalog import get_space
+from hwnas.spaces.catalog import SPACES, get_space
 
 
 def run(device_name: str, space_name: str, resolution: int, samples: int, calibration_networks: int,
@@ -123,11 +123,10 @@ def cross_space_rows(args: argparse.Namespace) -> None:
     """The cross-space rows: per space, its held-out random networks under its own calibration; then the published
     networks of every space under their home space's calibration."""
     from cross_space import measure
-    from search_common import report
 
     resolution = (args.resolution or [224])[0]
     device = (args.device or ["cpu"])[0]
-    spaces = ["fbnet", "proxyless", "hardcore", "densenas"]
+    spaces = list(SPACES)
     rows, summary, lut = measure(device, None, spaces, resolution, 10, args.samples, args.calibration_networks)
     table = [{"space": space, "networks": "held-out random, own calibration", **summary[space]["own"]}
              for space in spaces]
