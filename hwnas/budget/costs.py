@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -175,13 +176,15 @@ def densenas_chained_cost(edge_probs: Sequence[torch.Tensor], edge_op_weights: S
     return cost.calibrate(cost.fixed_ms + chained[0])
 
 
+def block_tensor(model: LatencyModel, specs) -> torch.Tensor:
+    """The blocks' LUT latencies (ms, uncalibrated) as the float64 tensor every cost is built from."""
+    return torch.as_tensor(model.block_ms(specs), dtype=torch.float64)
+
+
 def dense_cost(space: DenseSpace, model: LatencyModel) -> DenseCost:
     """Arrays of `space`'s LUT rows (all must be measured) for the chained cost."""
     model.require_blocks(space.specs())
-
-    def lat(specs):
-        return torch.as_tensor(model.block_ms(specs), dtype=torch.float64)
-
+    lat = partial(block_tensor, model)
     stem, head = space.fixed_specs()
     return DenseCost(float(lat([*stem, *head]).sum()), tuple(lat(e.candidates) for e in space.edges),
                      tuple(lat(specs) for specs in space.layer_specs),
@@ -194,8 +197,7 @@ def chain_cost(space: Space, model: LatencyModel) -> ChainCost:
     model.require_blocks(space.specs())
     stem, head = space.fixed_specs()
     return ChainCost(float(model.block_ms([*stem, *head]).sum()),
-                     tuple(torch.as_tensor(model.block_ms(position.specs), dtype=torch.float64)
-                           for position in space.positions),
+                     tuple(block_tensor(model, position.specs) for position in space.positions),
                      model.calibration_for(space.resolution))
 
 

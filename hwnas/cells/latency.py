@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from hwnas.budget.costs import block_tensor
 from hwnas.cells.genotype import Genotype
 from hwnas.cells.space import CellSpace
 from hwnas.lut.model import Calibration
@@ -35,10 +37,7 @@ class CellCost:
     def from_model(cls, space: CellSpace, model) -> CellCost:
         """Arrays from a `LatencyModel`; every block of `space.specs()` must be in its table."""
         model.require_blocks(space.specs())
-
-        def lat(specs) -> torch.Tensor:
-            return torch.as_tensor(model.block_ms(specs), dtype=torch.float64)
-
+        lat = partial(block_tensor, model)
         fixed = float(lat(space.fixed_specs()).sum())
         groups: dict[str, torch.Tensor] = {}
         for slot in space.slots:
