@@ -83,11 +83,12 @@ def export(
         deployment_target=deployment_target, seed=seed, fresh=fresh)
     with progress_bar(quiet=as_json) as progress:
         task = progress.add_task("export", total=None)
+        third_party = None  # unset when the capture itself could not start
         try:
             with captured_third_party_output() as third_party, printing_to(third_party.terminal):
                 report = run_export(request, lambda message: progress.update(task, description=f"export: {message}"))
         finally:
-            if verbose and third_party.text:  # as the converters printed it, under the progress bar
+            if verbose and third_party is not None and third_party.text:  # as printed, under the progress bar
                 typer.echo(third_party.text.rstrip("\n"), err=True)
         progress.update(task, total=1, completed=1, description="export: done")
     if as_json:
