@@ -117,7 +117,7 @@ def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: Sear
     model = arch.build()
     train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
                   momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
-                  device=resolve_device(config.torch_device))
+                  warmup_epochs=config.train.warmup_epochs, device=resolve_device(config.torch_device))
     return accuracy(model, splits["test"])
 
 
@@ -152,6 +152,7 @@ class TrainingCache:
                            "limit": config.data.limit, "batch_size": config.data.batch_size, "epochs": self.epochs,
                            "seed": seed, "lr": config.train.lr, "momentum": config.train.momentum,
                            "weight_decay": config.train.weight_decay, "threads": self.threads,
+                           **({"warmup_epochs": config.train.warmup_epochs} if config.train.warmup_epochs else {}),
                            **({"train_limit": config.data.train_limit} if config.data.train_limit else {})},
                           sort_keys=True)
 
@@ -402,6 +403,7 @@ def main() -> None:
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "train_lr": args.train_lr,
+            "train_warmup_epochs": trained.train.warmup_epochs,
             "seeds": seeds,
             "confirm_seeds": args.confirm_seeds, "candidates": args.candidates,
             "searches": args.searches, "params": extra_params, "data": args.data, "train_limit": args.train_limit,

@@ -77,7 +77,8 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     records = train_network(model, splits["train"], epochs=epochs, batch_size=data.batch_size,
                             lr=settings.lr if lr is None else lr, momentum=settings.momentum,
                             weight_decay=settings.weight_decay, seed=config.seed,
-                            label_smoothing=settings.label_smoothing, on_epoch=on_epoch, on_step=on_step,
+                            label_smoothing=settings.label_smoothing, warmup_epochs=settings.warmup_epochs,
+                            on_epoch=on_epoch, on_step=on_step,
                             device=resolve_device(config.torch_device))
     test_acc = accuracy(model, splits["test"])
     model.cpu()
