@@ -5,6 +5,7 @@ with `dataclasses.replace`, written back to `runs/NAME/config.yaml` so a run can
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -132,6 +133,9 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+_FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _check_type(where: str, key: str, value: Any, annotation: Any) -> Any:
     """Accept the value when it fits the annotation (ints for floats too); else one line naming the key."""
     hint = annotation
@@ -147,6 +151,8 @@ def _check_type(where: str, key: str, value: Any, annotation: Any) -> Any:
             return None
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if base is float and isinstance(value, str) and _FLOAT_WITHOUT_DOT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 3e-4 (no dot) as a string
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if base in (str, bool, dict) and isinstance(value, base):

@@ -110,6 +110,17 @@ def test_config_file_values_are_checked_before_any_work(tmp_path):
     assert not (tmp_path / "lib").exists()
 
 
+def test_a_float_written_without_a_dot_is_read_as_a_float():
+    """YAML 1.1 reads `3e-3` as a string; -p and config files take it as the number a user means."""
+    from hwnas.config import parse_assignments, parse_params
+    from hwnas.strategies.darts import DartsParams
+
+    params = parse_params(DartsParams, parse_assignments(["arch_lr=3e-3", "latency_weight=1E+1"]), "-p")
+    assert params.arch_lr == 3e-3 and params.latency_weight == 10.0
+    with pytest.raises(ConfigError, match="key 'arch_lr' must be float, got '3e-3x'"):
+        parse_params(DartsParams, parse_assignments(["arch_lr=3e-3x"]), "-p")
+
+
 # -- c: counts on the command line are bounded ----------------------------------------------------------------------
 @pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--epochs", "0"), ("--warmup-epochs", "-1"),
                                         ("--threads", "-1"), ("--candidates", "-1"), ("--limit", "-5"),
