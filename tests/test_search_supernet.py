@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hwnas.blocks import BlockSpec, Op
 from hwnas.budget.costs import ChainCost
+from hwnas.budget.knapsack import repair
 from hwnas.budget.projection import fill_to_floor, project_chain
 from hwnas.lut.model import Calibration
 from hwnas.supernet import ChainSupernet, MaskedInvertedResidual, MixedLayer, Selection, maskable
@@ -186,6 +187,24 @@ def test_fill_changes_two_layers_where_no_single_upgrade_fits():
     # one layer at a time: layer 1 to 6 ms (the cheapest per ms), after which layer 0's +5 ms overshoots 9
     assert fill_to_floor(scores, lat, [0, 0], 8.0, 9.0) == [1, 1]
     assert fill_to_floor(scores, lat, [0, 0], 6.0, 9.0) == [0, 2]
+
+
+def test_repair_removes_the_excess_with_the_least_loss_not_the_fastest_option():
+    # per millisecond saved the 1 ms option loses least, but only 1 ms is over, and the 9 ms option removes it
+    # losing less score
+    scores = [np.array([0.50, 0.49, 0.45])] * 2
+    lat = [np.array([10.0, 9.0, 1.0])] * 2
+    repaired = repair(scores, lat, [0, 0], 19.0)
+    assert sorted(repaired) == [0, 1]
+
+
+def test_fill_closes_the_gap_with_the_least_loss_not_the_slowest_option():
+    # nearly equal scores (weights that barely moved): per millisecond the 10 ms option loses least, but 1 ms of
+    # the gap is missing, and the 2 ms option closes it losing less score
+    scores = [np.array([0.50, 0.49, 0.48])] * 3
+    lat = [np.array([1.0, 2.0, 10.0])] * 3
+    filled = fill_to_floor(scores, lat, [0, 0, 0], 4.0, 40.0, pairs=False)
+    assert sorted(filled) == [0, 0, 1]
 
 
 @settings(max_examples=60, deadline=None)

@@ -78,13 +78,15 @@ def block_sum_budget(cost, budget_ms: float) -> float:
 
 def repair(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: Sequence[int], limit: float,
            allowed: Sequence[np.ndarray] | None = None) -> list[int]:
-    """Down to Σ lat[c] ≤ limit, each step the faster option that loses the least score per millisecond saved;
-    stops where no faster option is left."""
+    """Down to Σ lat[c] ≤ limit, each step the faster option that loses the least score per millisecond of the
+    excess it removes (savings past `limit` earn nothing); stops where no faster option is left."""
     choices = list(choices)
     used = sum(t[c] for t, c in zip(lat, choices))
     while used > limit:
         moves = _Moves(scores, lat, choices, allowed)
-        move = moves.cheapest(moves.extra < 0, moves.loss / np.where(moves.extra < 0, -moves.extra, 1.0))
+        faster = moves.extra < 0
+        removed = np.minimum(-moves.extra, used - limit)
+        move = moves.cheapest(faster, moves.loss / np.where(faster, removed, 1.0))
         if move is None:
             break
         used = moves.apply(move, choices, used)
@@ -109,16 +111,19 @@ def spend_slack(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices
 def fill_to_floor(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: Sequence[int], low: float,
                   high: float, allowed: Sequence[np.ndarray] | None = None, pairs: bool = True) -> list[int]:
     """Raise Σ lat[c] to at least `low` (never above `high`), each step the slower option losing the least score
-    per millisecond gained; with `pairs`, where no single one fits under `high`, two positions change at once (one
-    may slow down and the other speed up), since coarse latencies can step over the band one position at a time."""
+    per millisecond of the gap it closes (milliseconds past `low` earn nothing, so where scores barely differ the
+    fill does not swap in the slowest option everywhere); with `pairs`, where no single one fits under `high`, two
+    positions change at once (one may slow down and the other speed up), since coarse latencies can step over the
+    band one position at a time."""
     choices = list(choices)
     used = sum(t[c] for t, c in zip(lat, choices))
     while used < low:
         moves = _Moves(scores, lat, choices, allowed)
         single = (moves.extra > 0) & (moves.extra <= high - used)
-        move = moves.cheapest(single, moves.loss / np.where(single, moves.extra, 1.0))
+        closed = np.minimum(moves.extra, low - used)
+        move = moves.cheapest(single, moves.loss / np.where(single, closed, 1.0))
         if move is None and pairs:
-            move = moves.cheapest_pair(high - used)
+            move = moves.cheapest_pair(high - used, low - used)
         if move is None:
             break
         used = moves.apply(move, choices, used)
@@ -153,13 +158,15 @@ class _Moves:
         indices = np.flatnonzero(eligible)
         return [int(indices[np.argmin(rate[indices])])] if len(indices) else None
 
-    def cheapest_pair(self, room: float) -> list[int] | None:
-        """Two moves at different positions adding latency within (0, room] at the least score lost per ms."""
+    def cheapest_pair(self, room: float, gap: float) -> list[int] | None:
+        """Two moves at different positions adding latency within (0, room] at the least score lost per ms of the
+        `gap` they close."""
         gained = self.extra[:, None] + self.extra[None, :]
         pair = (self.position[:, None] < self.position[None, :]) & (gained > 0) & (gained <= room)
         if not pair.any():
             return None
-        rate = np.where(pair, (self.loss[:, None] + self.loss[None, :]) / np.where(pair, gained, 1.0), np.inf)
+        closed = np.where(pair, np.minimum(gained, gap), 1.0)
+        rate = np.where(pair, (self.loss[:, None] + self.loss[None, :]) / closed, np.inf)
         i, j = np.unravel_index(int(np.argmin(rate)), rate.shape)
         return [int(i), int(j)]
 

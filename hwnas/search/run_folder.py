@@ -178,7 +178,9 @@ class RunRecord:
                 "epochs": self.epochs, "world_size": self.world_size,
                 "arch_params_identical_across_ranks": self.arch_params_identical, "lut": self.lut,
                 "val_acc": self.val_acc, "arch_confidence": self.arch_confidence,
-                "selection": self.derivation.detail.get("selection"), "seconds": self.seconds}
+                "selection": self.derivation.detail.get("selection"),
+                "repairs": self.derivation.detail.get("repairs"),  # the cell edges a repair or fill changed
+                "seconds": self.seconds}
 
     def _derived(self) -> dict[str, Any]:
         derivation = self.derivation
