@@ -195,3 +195,50 @@ def test_two_process_search_keeps_strengths_and_stops_together(lut, tmp_path):
     summary = json.loads((out / "search.json").read_text())
     assert summary["world_size"] == 2 and summary["arch_params_identical_across_ranks"]
     assert summary["predicted_ms"] <= summary["budget_ms"]
+
+
+def test_the_latency_term_pulls_a_search_below_the_band_up_into_it(lut):
+    """Under the band's floor the hinge's gradient raises the expected latency (the search moves toward the band
+    itself, so the fill only closes what is left); inside the band it is zero."""
+    from hwnas.strategies.darts import DartsStrategy
+
+    path, model = lut
+    space = get_cell_space("darts", RESOLUTION, 10)
+    cost = CellCost.from_model(space, model)
+    low, high = cost.range_ms
+    budget = high * 0.98  # uniform weights expect about the middle of the range: far under 0.9 x this budget
+    params = {**PROXY, "latency_estimate": "expected"}
+    strategy = DartsStrategy(SearchProblem(space, model, budget, seed=0, budget_floor=0.9), params)
+    weights = strategy.relaxed("arch")
+    expected = strategy.deployed_expected_ms(weights)
+    assert float(expected) < 0.9 * budget
+    penalty = strategy.regularizer(weights)
+    grads = torch.autograd.grad(penalty, strategy.arch_parameters())
+    with torch.no_grad():
+        stepped = {g: F.softmax(a - 1.0 * d, -1) for (g, a), d in zip(strategy.alphas.items(), grads)}
+    assert float(strategy.deployed_expected_ms(stepped)) > float(expected)
+    no_floor = DartsStrategy(SearchProblem(space, model, budget, seed=0, budget_floor=0.0), params)
+    assert float(no_floor.regularizer(no_floor.relaxed("arch"))) == 0.0
+    inside = latency_penalty(torch.tensor(0.95 * budget), budget, 1.0, floor=0.9)
+    assert float(inside) == 0.0
+
+
+@pytest.mark.parametrize("where", [0.5, 1.5])
+def test_the_default_latency_term_holds_the_derived_network_with_the_expectations_gradient(lut, where):
+    """`latency_estimate=derived`: the hinge's value is the network derive() would pick now (under or over the
+    band), its gradient E[LAT]'s, so flat weights whose expectation sits in the band still move the network."""
+    from hwnas.strategies.darts import DartsStrategy
+
+    path, model = lut
+    space = get_cell_space("darts", RESOLUTION, 10)
+    probe = DartsStrategy(SearchProblem(space, model, 1.0, seed=0), PROXY)
+    derived = probe.cost.of_genotype(probe.current_genotype())
+    budget = derived / where  # the derived network at half or one and a half times the budget
+    strategy = DartsStrategy(SearchProblem(space, model, budget, seed=0, budget_floor=0.9), PROXY)
+    weights = strategy.relaxed("arch")
+    penalty = strategy.regularizer(weights)
+    assert float(penalty) == pytest.approx(max(0.0, where - 1) + max(0.0, 0.9 - where))
+    reference = (1 if where > 1 else -1) * strategy.deployed_expected_ms(weights) / budget
+    for got, want in zip(torch.autograd.grad(penalty, strategy.arch_parameters(), retain_graph=True),
+                         torch.autograd.grad(reference, strategy.arch_parameters())):
+        assert torch.allclose(got, want)

@@ -198,6 +198,15 @@ def test_repair_removes_the_excess_with_the_least_loss_not_the_fastest_option():
     assert sorted(repaired) == [0, 1]
 
 
+def test_repair_stays_in_the_band_where_a_swap_can():
+    # removing the 1 ms excess: the 9 ms saving loses the least score but falls under the floor (15 ms); the 2 ms
+    # one lands in the band
+    scores = [np.array([0.50, 0.49, 0.495])] * 2
+    lat = [np.array([10.0, 8.0, 1.0])] * 2
+    assert sorted(repair(scores, lat, [0, 0], 19.0)) == [0, 2]
+    assert sorted(repair(scores, lat, [0, 0], 19.0, low=15.0)) == [0, 1]
+
+
 def test_fill_closes_the_gap_with_the_least_loss_not_the_slowest_option():
     # nearly equal scores (weights that barely moved): per millisecond the 10 ms option loses least, but 1 ms of
     # the gap is missing, and the 2 ms option closes it losing less score

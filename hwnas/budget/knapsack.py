@@ -77,14 +77,18 @@ def block_sum_budget(cost, budget_ms: float) -> float:
 
 
 def repair(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: Sequence[int], limit: float,
-           allowed: Sequence[np.ndarray] | None = None) -> list[int]:
+           allowed: Sequence[np.ndarray] | None = None, low: float = 0.0) -> list[int]:
     """Down to Σ lat[c] ≤ limit, each step the faster option that loses the least score per millisecond of the
-    excess it removes (savings past `limit` earn nothing); stops where no faster option is left."""
+    excess it removes (savings past `limit` earn nothing), among those that stay at or above `low` where any
+    does (a repair that overshoots the band's floor only makes a fill undo it elsewhere); stops where no faster
+    option is left."""
     choices = list(choices)
     used = sum(t[c] for t, c in zip(lat, choices))
     while used > limit:
         moves = _Moves(scores, lat, choices, allowed)
         faster = moves.extra < 0
+        if (faster & (used + moves.extra >= low)).any():
+            faster &= used + moves.extra >= low
         removed = np.minimum(-moves.extra, used - limit)
         move = moves.cheapest(faster, moves.loss / np.where(faster, removed, 1.0))
         if move is None:

@@ -72,9 +72,10 @@ def fit_to_budget(space: CellSpace, genotype: Genotype, scores: Mapping[str, tor
     allowed = [options] * len(kept)
     start = [space.primitives.index(op) for _, _, op, _ in kept]
     limit = block_sum_budget(cost, budget_ms)
-    choices = repair(score, lat, start, limit, allowed)
+    low = block_sum_at(cost, floor_ms)
+    choices = repair(score, lat, start, limit, allowed, low)
     # single swaps only, as the cell repair always made (a chain's fill also moves two layers at once)
-    choices = fill_to_floor(score, lat, choices, block_sum_at(cost, floor_ms), limit, allowed, pairs=False)
+    choices = fill_to_floor(score, lat, choices, low, limit, allowed, pairs=False)
     picked, cells = iter(choices), []
     for group, cell in genotype.cells:
         nodes = tuple(tuple((space.primitives[next(picked)], source) for _, source in incoming)
