@@ -101,11 +101,12 @@ class CellCost:
         return self._extreme(False), self._extreme(True)
 
 
-def latency_penalty(expected_ms: torch.Tensor, budget_ms: float, weight: float, floor: float = 0.0) -> torch.Tensor:
-    """Budget hinge for cell searches: weight · (max(0, E[LAT] / T − 1) + max(0, floor − E[LAT] / T)). Zero inside
-    the band [floor · T, T], so the task loss alone selects among the networks there; below it the search itself
-    moves toward the band, and the derivation's fill only closes what is left instead of choosing the network."""
-    ratio = expected_ms / budget_ms
+def latency_penalty(latency_ms: torch.Tensor, budget_ms: float, weight: float, floor: float = 0.0) -> torch.Tensor:
+    """Band hinge for cell searches: weight · (max(0, L / T − 1) + max(0, floor − L / T)) of a latency estimate L
+    (E[LAT], or the derived network's with E[LAT]'s gradient). Zero inside the band [floor · T, T], so the task loss
+    alone selects among the networks there; below it the search itself moves toward the band, and the derivation's
+    fill only closes what is left instead of choosing the network."""
+    ratio = latency_ms / budget_ms
     return weight * (torch.relu(ratio - 1.0) + torch.relu(floor - ratio))
 
 

@@ -50,8 +50,8 @@ class DartsParams:
     # 'derived': the network derive() would pick now, with E[LAT]'s gradient (straight-through), so the search
     # keeps the network it ends with in the band; 'expected': E[LAT] under the weights (the papers'), which for
     # weights that are still flat lies far from the derived network's latency
-    latency_weight: float = 1.0  # λ of the band hinge λ · (max(0, E[LAT]/T − 1) + max(0, floor − E[LAT]/T)) on the
-    #                              architecture loss (floor: the search's budget_floor)
+    latency_weight: float = 1.0  # λ of the band hinge λ · (max(0, L/T − 1) + max(0, floor − L/T)) on the
+    #                              architecture loss (L: latency_estimate; floor: the search's budget_floor)
     search_channels: int = 4  # C of the proxy supernet (0: the space's); the space's network is what deploys
     search_layers: int | None = None  # cells of the proxy supernet (None: 5, or the nearest count the space's
     #                                   topology allows: 6 on nb201; 0: the space's)
