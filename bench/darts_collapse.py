@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from search_common import measured_model, report
 
-from hwnas.cells import Genotype, get_cell_space
+from hwnas.cells import CellArch, Genotype, get_cell_space
 from hwnas.cells.catalog import CELL_SPACES
 from hwnas.config import DataConfig, SearchConfig, parse_assignments
 from hwnas.data import load_splits
@@ -61,12 +61,13 @@ def train_genotype(genotype: str, space, splits, epochs: int, batch_size: int, s
 
 
 def curves(records: list[dict], criterion: str) -> list[dict]:
-    """Per epoch: skip connections and whether the cells derived by `criterion` changed since the epoch before."""
+    """Per epoch: the cells derived by `criterion` (the search's own, or another one's from the same supernet),
+    their skip connections and whether they changed since the epoch before."""
     key = "genotype" if criterion == "own" else f"genotype_{criterion}"
     rows, before = [], None
     for record in records:
         genotype = record.get(key) or record["genotype"]
-        rows.append({"skip": Genotype.parse(genotype).count("skip_connect"),
+        rows.append({"genotype": genotype, "skip": Genotype.parse(genotype).count("skip_connect"),
                      "changed": before is not None and genotype != before})
         before = genotype
     return rows
@@ -138,31 +139,30 @@ def main() -> None:
     methods = [(s, s, "own") for s in args.strategies]
     if "darts" in args.strategies and "ostr" not in args.strategies:
         methods.append(("ostr (darts supernet)", "darts", "ostr"))
+    curve_of = {column: curves(records[strategy], criterion) for column, strategy, criterion in methods}
     per_epoch = []
     for epoch in range(epochs):
         row = {"epoch": epoch}
-        for column, strategy, criterion in methods:
+        for column, strategy, _ in methods:
             if epoch >= len(records[strategy]):
                 continue  # an early stop ended this search
-            curve = curves(records[strategy], criterion)[epoch]
             row[f"{column} entropy"] = float(records[strategy][epoch]["arch_entropy"])
-            row[f"{column} skip"] = curve["skip"]
-            row[f"{column} changed"] = curve["changed"]
+            row[f"{column} skip"] = curve_of[column][epoch]["skip"]
+            row[f"{column} changed"] = curve_of[column][epoch]["changed"]
         per_epoch.append(row)
     evaluation = space.with_network(args.eval_channels or (4 if quick else 16),
                                     space.nearest_layers(args.eval_layers or (3 if quick else 8)))
     finals = []
     for column, strategy, criterion in methods:
-        last = records[strategy][-1]
-        summary = summaries[strategy]
+        curve, summary = curve_of[column], summaries[strategy]
         entry = {"method": column, "arch_lr": used[strategy], "epochs_run": len(records[strategy]),
                  "entropy_first": float(records[strategy][0]["arch_entropy"]),
-                 "entropy_last": float(last["arch_entropy"]),
-                 "changes": sum(c["changed"] for c in curves(records[strategy], criterion)),
-                 "skip_connect": curves(records[strategy], criterion)[-1]["skip"],
-                 "search_s": seconds[strategy], "genotype": last.get(f"genotype_{criterion}") or last["genotype"]}
+                 "entropy_last": float(records[strategy][-1]["arch_entropy"]),
+                 "changes": sum(c["changed"] for c in curve), "skip_connect": curve[-1]["skip"],
+                 "search_s": seconds[strategy], "genotype": curve[-1]["genotype"]}
         if criterion == "own":  # the deployed network of this search: what the repair or fill replaced
-            edges = sum(len(incoming) for _, cell in Genotype.parse(entry["genotype"]).cells for incoming in cell.nodes)
+            deployed = CellArch.parse(summary["arch"]).genotype
+            edges = sum(len(incoming) for _, cell in deployed.cells for incoming in cell.nodes)
             entry.update(budget_ms=summary["budget_ms"], argmax_ms=summary["argmax_ms"],
                          predicted_ms=summary["predicted_ms"], derivation=summary["repair_method"],
                          filled_edges=len(summary.get("repairs") or []), kept_edges=edges)
