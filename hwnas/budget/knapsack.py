@@ -87,8 +87,9 @@ def repair(scores: Sequence[np.ndarray], lat: Sequence[np.ndarray], choices: Seq
     while used > limit:
         moves = _Moves(scores, lat, choices, allowed)
         faster = moves.extra < 0
-        if (faster & (used + moves.extra >= low)).any():
-            faster &= used + moves.extra >= low
+        above_floor = faster & (used + moves.extra >= low)
+        if above_floor.any():
+            faster = above_floor
         removed = np.minimum(-moves.extra, used - limit)
         move = moves.cheapest(faster, moves.loss / np.where(faster, removed, 1.0))
         if move is None:
