@@ -115,7 +115,7 @@ def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: Sear
     """Test accuracy of `arch` after one training from scratch with `seed`."""
     torch.manual_seed(seed)
     model = arch.build()
-    train_network(model, splits["train"], epochs=epochs, batch_size=config.data.batch_size, lr=config.train.lr,
+    train_network(model, splits["train"], epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
                   momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
                   warmup_epochs=config.train.warmup_epochs, device=resolve_device(config.torch_device))
     return accuracy(model, splits["test"])
@@ -149,7 +149,7 @@ class TrainingCache:
     def settings(self, seed: int) -> str:
         config = self.config
         return json.dumps({"data": config.data.source, "resolution": config.data.resolution,
-                           "limit": config.data.limit, "batch_size": config.data.batch_size, "epochs": self.epochs,
+                           "limit": config.data.limit, "batch_size": config.train.batch_size, "epochs": self.epochs,
                            "seed": seed, "lr": config.train.lr, "momentum": config.train.momentum,
                            "weight_decay": config.train.weight_decay, "threads": self.threads,
                            **({"warmup_epochs": config.train.warmup_epochs} if config.train.warmup_epochs else {}),
@@ -270,6 +270,8 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=None, help="default 10 (quick 4)")
     parser.add_argument("--train-lr", type=float, default=TrainConfig.lr,
                         help=f"peak SGD learning rate of the trainings (default {TrainConfig.lr}; not the searches')")
+    parser.add_argument("--train-batch-size", type=int, default=TrainConfig.batch_size,
+                        help=f"images per step of the trainings (default {TrainConfig.batch_size}; not the searches')")
     parser.add_argument("--seeds", type=int, default=None, help="trainings averaged per network (default 3, quick 1)")
     parser.add_argument("--confirm-seeds", type=int, default=0, help="train the median search and the best random "
                         "network again on N fresh seeds: the best of N random networks picked and scored on the same "
@@ -329,7 +331,7 @@ def main() -> None:
                         select_candidates=args.candidates,
                         budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
     splits = load_splits(data.source, data.resolution, ("train", "test"), **data.load_options())
-    trained = replace(base, train=replace(base.train, lr=args.train_lr))
+    trained = replace(base, train=replace(base.train, lr=args.train_lr, batch_size=args.train_batch_size))
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, trained, seeds, args.jobs)
     runs = workdir if args.quick else args.runs
     rows = []
@@ -403,6 +405,7 @@ def main() -> None:
            rows, args.out,
            {"quick": args.quick, "share": args.share, "search_epochs": search_epochs,
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "train_lr": args.train_lr,
+            "train_batch_size": args.train_batch_size,
             "train_warmup_epochs": trained.train.warmup_epochs,
             "seeds": seeds,
             "confirm_seeds": args.confirm_seeds, "candidates": args.candidates,

@@ -56,7 +56,8 @@ class TrainConfig:
     """Training the derived network from scratch (`hwnas train runs/NAME`)."""
 
     epochs: int = 10  # epochs over the whole training split (weights + architecture images)
-    lr: float = 0.05  # SGD learning rate, cosine-annealed to zero (0.2 diverges on the deep 22-layer spaces)
+    batch_size: int = 128  # images per step; at 32 a network's CIFAR-10 accuracy moved by up to 0.13 between seeds
+    lr: float = 0.1  # SGD learning rate, cosine-annealed to zero (at batch 32, 0.05 diverged on 22-layer networks)
     warmup_epochs: float = 1.0  # the rate rises linearly from 0 over this many epochs (at most a fifth of them)
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 4e-5  # L2 penalty on the weights
@@ -116,6 +117,7 @@ def check_search_config(config: SearchConfig) -> None:
              ("budget_floor", 0 <= config.budget_floor < 1, "a share in [0, 1)"),
              ("weight_lr", config.weight_lr >= 0, "0 or more"),
              ("train.warmup_epochs", config.train.warmup_epochs >= 0, "0 or more"),
+             ("train.batch_size", config.train.batch_size >= 1, "at least 1"),
              ("data.batch_size", config.data.batch_size >= 1, "at least 1"),
              ("calibrate_networks", config.calibrate_networks == 0 or 3 <= config.calibrate_networks <= 1000,
               "0 (no calibration) or 3..1000 networks"),

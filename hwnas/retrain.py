@@ -74,7 +74,7 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     start = time.perf_counter()
     from hwnas.distributed import resolve_device
 
-    records = train_network(model, splits["train"], epochs=epochs, batch_size=data.batch_size,
+    records = train_network(model, splits["train"], epochs=epochs, batch_size=settings.batch_size,
                             lr=settings.lr if lr is None else lr, momentum=settings.momentum,
                             weight_decay=settings.weight_decay, seed=config.seed,
                             label_smoothing=settings.label_smoothing, warmup_epochs=settings.warmup_epochs,
