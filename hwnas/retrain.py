@@ -45,7 +45,8 @@ def _check_table(config: SearchConfig) -> None:
         open_device_table(device, config.lut, force=config.force)
 
 
-def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = None, measure: bool = True,
+def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = None,
+              batch_size: int | None = None, measure: bool = True,
               on_epoch: Callable[[TrainRecord], None] | None = None,
               on_step: Callable[[int, int, int], None] | None = None) -> dict[str, Any]:
     """Train `run`'s arch.json on the run's data from scratch; write trained.pt (state_dict of `Arch.build()`)
@@ -71,12 +72,13 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     model = arch.build()
     settings = config.train
     epochs = settings.epochs if epochs is None else epochs
+    lr = settings.lr if lr is None else lr
+    batch_size = settings.batch_size if batch_size is None else batch_size
     start = time.perf_counter()
     from hwnas.distributed import resolve_device
 
-    records = train_network(model, splits["train"], epochs=epochs, batch_size=settings.batch_size,
-                            lr=settings.lr if lr is None else lr, momentum=settings.momentum,
-                            weight_decay=settings.weight_decay, seed=config.seed,
+    records = train_network(model, splits["train"], epochs=epochs, batch_size=batch_size, lr=lr,
+                            momentum=settings.momentum, weight_decay=settings.weight_decay, seed=config.seed,
                             label_smoothing=settings.label_smoothing, warmup_epochs=settings.warmup_epochs,
                             on_epoch=on_epoch, on_step=on_step,
                             device=resolve_device(config.torch_device))
@@ -85,7 +87,8 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     torch.save(model.state_dict(), folder.file(TRAINED))
     report: dict[str, Any] = {
         "run": str(folder.path), "arch": arch.to_string(), "device": config.device, "epochs": epochs,
-        "test_acc": test_acc, "train_acc": records[-1].train_acc if records else None,
+        "batch_size": batch_size, "lr": lr, "test_acc": test_acc,
+        "train_acc": records[-1].train_acc if records else None,
         "train_seconds": time.perf_counter() - start, "budget_ms": saved.get("budget_ms"),
         "predicted_ms": saved.get("predicted_ms"), "measured_ms": None, "trained": str(folder.file(TRAINED)),
         "test_images": len(splits["test"]),

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwnas.cli import app
+from hwnas.config import TrainConfig
 from tests.search_helpers import one_line_error, search_args, tiny_chain, write_tiny_chain
 
 runner = CliRunner()
@@ -31,9 +32,12 @@ def test_search_then_train_json(folder, tmp_path):
     assert summary["budget_ms"] == pytest.approx(low + 0.6 * (high - low))
     argmax, budget = summary["argmax_ms"], summary["budget_ms"]
     assert summary["repaired"] == (argmax > budget or argmax < 0.9 * budget)
-    trained = runner.invoke(app, ["train", str(out), "--epochs", "1", "--json"])
+    assert "--batch-size is 0, expected a whole number >= 1" in _error(
+        runner.invoke(app, ["train", str(out), "--batch-size", "0"]))
+    trained = runner.invoke(app, ["train", str(out), "--epochs", "1", "--batch-size", "16", "--json"])
     assert trained.exit_code == 0, trained.output
     report = json.loads(trained.stdout)
+    assert report["batch_size"] == 16 and report["lr"] == TrainConfig.lr  # the flag, and the run's train.lr
     assert 0.0 <= report["test_acc"] <= 1.0 and report["measured_ms"] > 0
     assert (out / "trained.pt").exists() and json.loads((out / "train.json").read_text()) == report
     again = runner.invoke(app, _args(folder, out, "--latency-budget", "60%"))

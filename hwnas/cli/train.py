@@ -20,6 +20,8 @@ def train(
     run: Path = typer.Argument(..., help="Run directory written by `hwnas search`.", file_okay=False),
     epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs (default: the run's train.epochs)."),
     lr: float = typer.Option(None, "--lr", help="SGD learning rate (default: the run's train.lr)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per step (default: the run's "
+                                   "train.batch_size)."),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure the network's latency on the "
                                  "run's device."),
     as_json: bool = JsonFlag,
@@ -29,6 +31,8 @@ def train(
         check_range(epochs, "--epochs", 0)
     if lr is not None:
         check_range(lr, "--lr", 0, kind=Real)
+    if batch_size is not None:
+        check_range(batch_size, "--batch-size", 1)
     from hwnas.retrain import train_run
 
     with progress_bar(quiet=as_json) as progress:
@@ -42,7 +46,8 @@ def train(
                 console.print(f"epoch {record.epoch + 1}: loss {record.loss:.3f} train acc {record.train_acc:.3f} "
                               f"[{record.seconds:.0f} s]")
 
-        report = train_run(run, epochs=epochs, lr=lr, measure=measure, on_step=on_step, on_epoch=on_epoch)
+        report = train_run(run, epochs=epochs, lr=lr, batch_size=batch_size, measure=measure, on_step=on_step,
+                           on_epoch=on_epoch)
     if as_json:
         print_json(report)
         return
