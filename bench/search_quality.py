@@ -381,6 +381,8 @@ def main() -> None:
             confirmed = {"confirm_searched_acc": again["median search"],
                          "confirm_best_random_acc": again["best random"],
                          "confirm_margin": again["median search"] - again["best random"],
+                         "confirm_searched_seed_accs": fresh.seed_accuracies(median_search["arch"]),
+                         "confirm_best_random_seed_accs": fresh.seed_accuracies(best_random["arch"]),
                          "confirm_margin_se": margin_standard_error(fresh.seed_accuracies(median_search["arch"]),
                                                                     fresh.seed_accuracies(best_random["arch"]))}
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
