@@ -83,6 +83,7 @@ from hwnas.lut.model import LatencyModel
 from hwnas.search.run_folder import CHECKPOINT, SUMMARY
 from hwnas.search.runner import run_search
 from hwnas.spaces.dense import DenseSpace
+from hwnas.strategies import candidates_to_select
 from hwnas.training import accuracy, train_network
 
 STRATEGIES = ("fbnet", "proxyless", "hardcore", "densenas")
@@ -231,7 +232,8 @@ def _search_folder(config: SearchConfig, runs: Path, space: Any, latency_digest:
     settings = to_dict(config)
     if not config.data.train_limit:  # the folders of searches from before --train-limit keep their names
         settings["data"].pop("train_limit")
-    if not config.select_candidates:  # nor those from before --candidates
+    settings["select_candidates"] = candidates_to_select(config.strategy, config.select_candidates)
+    if not settings["select_candidates"]:  # nor those from before --candidates
         settings.pop("select_candidates")
     key = inputs_key({"config": settings, "space": repr(space), "lut": latency_digest})
     return runs / f"{config.strategy}-seed{config.seed}-{key}"
@@ -246,9 +248,10 @@ def search_once(config: SearchConfig, runs: Path, space: Any, latency_digest: st
     if not (out / SUMMARY).exists():
         resume = (out / CHECKPOINT).exists()
         plain = _search_folder(replace(config, select_candidates=0), runs, space, latency_digest)
-        if config.select_candidates and not resume and (plain / SUMMARY).exists():
+        candidates = candidates_to_select(config.strategy, config.select_candidates)
+        if candidates and not resume and (plain / SUMMARY).exists():
             shutil.copytree(plain, out)
-            run_search(None, out, resume=True, select_candidates=config.select_candidates, space=space)
+            run_search(None, out, resume=True, select_candidates=candidates, space=space)
         else:
             run_search(None if resume else config, out, resume=resume, space=space)
     summary = json.loads((out / SUMMARY).read_text())
@@ -289,9 +292,9 @@ def main() -> None:
                         "weights trained one random path per step stays at chance accuracy)")
     parser.add_argument("--unit-init", action="store_true", help="supernets start with unit batch-norm scales in "
                         "their residual branches (before zero_init_residual; to compare with it)")
-    parser.add_argument("--candidates", type=int, default=0, help="each search ends by scoring its derived network "
-                        "and N draws in the budget band inside its supernet and keeps the best (hwnas search "
-                        "--candidates)")
+    parser.add_argument("--candidates", type=int, default=None, help="each search ends by scoring its derived "
+                        "network and N draws in the budget band inside its supernet and keeps the best (hwnas search "
+                        "--candidates; default: the strategy's, as hwnas search)")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="strategy hyperparameter for every strategy of the run (repeatable), as in hwnas search "
                         "-p; e.g. -p samples=1 for HardCoRe-NAS's one-sample gradient")
@@ -410,7 +413,8 @@ def main() -> None:
             "train_batch_size": args.train_batch_size,
             "train_warmup_epochs": trained.train.warmup_epochs,
             "seeds": seeds,
-            "confirm_seeds": args.confirm_seeds, "candidates": args.candidates,
+            "confirm_seeds": args.confirm_seeds,
+            "candidates": {s: candidates_to_select(s, args.candidates) for s in args.strategies},
             "searches": args.searches, "params": extra_params, "data": args.data, "train_limit": args.train_limit,
             "resolution": args.resolution,
             "seed": args.seed, "lut": str(lut)})

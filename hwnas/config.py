@@ -84,8 +84,9 @@ class SearchConfig:
     weight_momentum: float = 0.9  # SGD momentum of the supernet weights
     weight_decay: float = 4e-5  # L2 penalty on the supernet weights
     grad_clip: float = 5.0  # clip the weight gradient norm to this (0: no clipping)
-    select_candidates: int = 0  # after the search, score the derived network and this many draws from the final
-    # architecture distribution within the budget band inside the supernet (held-out splits); keep the best
+    select_candidates: int | None = None  # after the search, score the derived network and this many draws from
+    # the final architecture distribution within the budget band inside the supernet (held-out splits); keep the
+    # best. None: the strategy's default (hwnas.strategies.DEFAULT_CANDIDATES: HardCoRe-NAS 20, the others 0)
     zero_init_residual: bool = True  # residual candidates start as the identity (last batch-norm scale 0): sampled
     # paths then train from the first steps; with unit scales a layer whose sampled path changes stalls training
     torch_device: str = "auto"  # where the supernet trains: auto (cuda when available), cpu, cuda, cuda:N
@@ -111,7 +112,7 @@ def check_search_config(config: SearchConfig) -> None:
 
     rules = (("epochs", config.epochs >= 1, "at least 1"),
              ("warmup_epochs", 0 <= config.warmup_epochs <= config.epochs, f"0..epochs ({config.epochs})"),
-             ("select_candidates", config.select_candidates >= 0,
+             ("select_candidates", config.select_candidates is None or config.select_candidates >= 0,
               "0 (keep the derived network) or more draws to score in the supernet"),
              ("threads", config.threads >= 0, "0 (torch's default) or more"),
              ("budget_floor", 0 <= config.budget_floor < 1, "a share in [0, 1)"),

@@ -8,7 +8,7 @@ import typer
 
 from hwnas.cli.common import DevicesFile, JsonFlag, console, handles_errors, print_json, progress_bar
 from hwnas.config import DataConfig, SearchConfig
-from hwnas.strategies import STRATEGIES
+from hwnas.strategies import DEFAULT_CANDIDATES, STRATEGIES
 from hwnas.units import MAX_RESOLUTION
 
 
@@ -17,6 +17,10 @@ def register(app: typer.Typer) -> None:
 
 
 DEFAULT, DEFAULT_DATA = SearchConfig(), DataConfig()  # the defaults the help shows (flags left out keep them)
+
+
+def _default_candidates() -> str:
+    return ", ".join([*(f"{name} {count}" for name, count in DEFAULT_CANDIDATES.items()), "the others 0"])
 
 
 @handles_errors
@@ -69,7 +73,7 @@ def search(
                                    "derived network and N draws from the final architecture distribution within "
                                    "the budget band inside the supernet (architecture and validation splits) and "
                                    "keep the best; 0: keep the derived one; with --resume, re-derives a finished "
-                                   f"search (default: {DEFAULT.select_candidates})."),
+                                   f"search (default: the strategy's, {_default_candidates()})."),
     config_file: Path = typer.Option(None, "--config", help="Start from this config YAML (a run's config.yaml).",
                                      dir_okay=False),
     lut: Path = typer.Option(None, "--lut", help="LUT CSV (default: luts/DEVICE.csv).", dir_okay=False),

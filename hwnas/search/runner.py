@@ -20,6 +20,7 @@ from hwnas.search.device_model import open_latency_model
 from hwnas.search.loop import EpochRecord, SearchLoop
 from hwnas.search.rng import rng_state, seed_everything, set_rng_state
 from hwnas.search.run_folder import SPLITS, RunDir, RunRecord
+from hwnas.strategies import candidates_to_select
 from hwnas.strategies.base import Derivation, SearchProblem, check_strategy, make_strategy
 from hwnas.training import make_weight_optimizer
 from hwnas.units import within_budget
@@ -242,8 +243,9 @@ def _finish(search: _PreparedSearch) -> SearchResult:
     config = search.config
     budget_ms = config.budget_ms
     derivation = search.strategy.derive()
-    if config.select_candidates > 0:
-        derivation = _select(search, derivation)
+    candidates = candidates_to_select(config.strategy, config.select_candidates)
+    if candidates > 0:
+        derivation = _select(search, derivation, candidates)
     if not within_budget(derivation.predicted_ms, budget_ms):
         raise HwnasError(f"derived architecture predicts {derivation.predicted_ms:.4g} ms, over the budget "
                          f"{budget_ms:.4g} ms; this is a bug in strategy '{config.strategy}'")
@@ -309,8 +311,8 @@ def _confirm(search: _PreparedSearch, derivation: Derivation):
         return None, None
 
 
-def _select(search: _PreparedSearch, derivation: Derivation) -> Derivation:
-    """The best of the derived network and config.select_candidates band draws, scored inside the supernet."""
+def _select(search: _PreparedSearch, derivation: Derivation, candidates: int) -> Derivation:
+    """The best of the derived network and `candidates` band draws, scored inside the supernet."""
     from hwnas.search.selection import select_derivation
 
     config, strategy = search.config, search.strategy
@@ -318,7 +320,7 @@ def _select(search: _PreparedSearch, derivation: Derivation) -> Derivation:
         search.reporter.note(f"select_candidates: strategy '{config.strategy}' has no per-position distribution "
                              "to draw from; kept its derivation")
         return derivation
-    return select_derivation(strategy, derivation, config.select_candidates, search.splits, config.data.batch_size,
+    return select_derivation(strategy, derivation, candidates, search.splits, config.data.batch_size,
                              config.seed, search.device, search.reporter.note)
 
 

@@ -21,7 +21,20 @@ STRATEGIES: dict[str, str] = {  # name -> "module.path:ClassName" (resolved on u
     "ddarts": "hwnas.strategies.ddarts:DDartsStrategy",
 }
 
-__all__ = ["STRATEGIES", "BaseStrategy", "Derivation", "SearchProblem", "StepContext", "StepOutput", "Strategy",
+# Band draws a search scores inside its supernet after deriving (--candidates), where a strategy's own derivation
+# lost to random networks: HardCoRe-NAS on CIFAR-10 at 32 px, -0.027 ± 0.004 without, +0.012 ± 0.008 with 20
+# (bench/RESULTS.md). The others keep 0 until measured.
+DEFAULT_CANDIDATES: dict[str, int] = {"hardcore": 20}
+
+
+def candidates_to_select(strategy: str, requested: int | None) -> int:
+    """How many band draws the search of `strategy` scores after deriving: `requested`, else the strategy's
+    default (DEFAULT_CANDIDATES, 0 where it has none)."""
+    return DEFAULT_CANDIDATES.get(strategy, 0) if requested is None else requested
+
+
+__all__ = ["STRATEGIES", "DEFAULT_CANDIDATES", "candidates_to_select",
+           "BaseStrategy", "Derivation", "SearchProblem", "StepContext", "StepOutput", "Strategy",
            "check_strategy", "make_strategy", "space_kind", "strategy_class"]
 
 
