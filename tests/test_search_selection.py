@@ -15,6 +15,7 @@ from hwnas.cli import app
 from hwnas.errors import HwnasError
 from hwnas.search.runner import run_search
 from hwnas.search.selection import Candidate, band_draws, select_in_supernet
+from hwnas.strategies import DEFAULT_CANDIDATES, candidates_to_select
 from tests.search_helpers import measured_model, tiny_chain, tiny_search_config, write_tiny_chain
 
 
@@ -97,6 +98,18 @@ def test_finished_search_resumed_with_candidates_selects_without_training(folder
     derived = next(row for row in again["selection"]["table"] if row["derived"])
     assert derived["arch"] == plain.summary["arch"]
     assert again["arch"] == again["selection"]["table"][0]["arch"]
+
+
+def test_hardcore_selects_by_default_and_candidates_zero_keeps_its_derivation(folder, tmp_path):
+    default = run_search(tiny_search_config(folder, "hardcore", budget="50%"), tmp_path / "default")
+    table = default.summary["selection"]["table"]
+    assert 1 < len(table) <= 1 + DEFAULT_CANDIDATES["hardcore"]  # fewer where the tiny space's band holds fewer
+    assert "select_candidates: null" in (tmp_path / "default" / "config.yaml").read_text()  # resolves on resume too
+    paper = run_search(tiny_search_config(folder, "hardcore", budget="50%", select_candidates=0), tmp_path / "paper")
+    assert paper.summary["selection"] is None
+    derived = next(row for row in table if row["derived"])
+    assert derived["arch"] == paper.summary["arch"]  # the same search; only the last step differs
+    assert candidates_to_select("fbnet", None) == 0 and candidates_to_select("hardcore", 5) == 5
 
 
 def test_negative_candidates_are_refused(folder, tmp_path):
