@@ -381,13 +381,13 @@ def main() -> None:
                           f"{args.confirm_seeds} fresh seeds")
             again = fresh.accuracies({"median search": median_search["arch"], "best random": best_random["arch"]},
                                      console)
+            searched_seeds = fresh.seed_accuracies(median_search["arch"])
+            random_seeds = fresh.seed_accuracies(best_random["arch"])
             confirmed = {"confirm_searched_acc": again["median search"],
                          "confirm_best_random_acc": again["best random"],
                          "confirm_margin": again["median search"] - again["best random"],
-                         "confirm_searched_seed_accs": fresh.seed_accuracies(median_search["arch"]),
-                         "confirm_best_random_seed_accs": fresh.seed_accuracies(best_random["arch"]),
-                         "confirm_margin_se": margin_standard_error(fresh.seed_accuracies(median_search["arch"]),
-                                                                    fresh.seed_accuracies(best_random["arch"]))}
+                         "confirm_searched_seed_accs": searched_seeds, "confirm_best_random_seed_accs": random_seeds,
+                         "confirm_margin_se": margin_standard_error(searched_seeds, random_seeds)}
         rows.append({"strategy": strategy, "space": space.name, "budget_ms": budget,
                      "predicted_ms": median_search["predicted_ms"], "derivation": median_search["derivation"],
                      "searched_acc": median, "searches_beating": sum(s["acc"] > best for s in searches),
