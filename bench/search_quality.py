@@ -118,7 +118,8 @@ def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: Sear
     model = arch.build()
     train_network(model, splits["train"], epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
                   momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
-                  warmup_epochs=config.train.warmup_epochs, device=resolve_device(config.torch_device))
+                  warmup_epochs=config.train.warmup_epochs, zero_init_residual=config.train.zero_init_residual,
+                  device=resolve_device(config.torch_device))
     return accuracy(model, splits["test"])
 
 
@@ -154,6 +155,7 @@ class TrainingCache:
                            "seed": seed, "lr": config.train.lr, "momentum": config.train.momentum,
                            "weight_decay": config.train.weight_decay, "threads": self.threads,
                            **({"warmup_epochs": config.train.warmup_epochs} if config.train.warmup_epochs else {}),
+                           **({"zero_init_residual": True} if config.train.zero_init_residual else {}),
                            **({"train_limit": config.data.train_limit} if config.data.train_limit else {})},
                           sort_keys=True)
 
@@ -230,6 +232,7 @@ def space_latency_digest(model: LatencyModel, space: Any) -> str:
 
 def _search_folder(config: SearchConfig, runs: Path, space: Any, latency_digest: str) -> Path:
     settings = to_dict(config)
+    del settings["train"]  # the from-scratch training's settings do not change a search
     if not config.data.train_limit:  # the folders of searches from before --train-limit keep their names
         settings["data"].pop("train_limit")
     settings["select_candidates"] = candidates_to_select(config.strategy, config.select_candidates)
@@ -412,6 +415,7 @@ def main() -> None:
             "warmup_epochs": base.warmup_epochs, "train_epochs": train_epochs, "train_lr": args.train_lr,
             "train_batch_size": args.train_batch_size,
             "train_warmup_epochs": trained.train.warmup_epochs,
+            "train_zero_init_residual": trained.train.zero_init_residual,
             "seeds": seeds,
             "confirm_seeds": args.confirm_seeds,
             "candidates": {s: candidates_to_select(s, args.candidates) for s in args.strategies},

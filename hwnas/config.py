@@ -62,6 +62,8 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 4e-5  # L2 penalty on the weights
     label_smoothing: float = 0.0  # cross-entropy label smoothing
+    zero_init_residual: bool = True  # residual blocks start as the identity (last batch-norm scale 0); with unit
+    # scales a 21-layer ProxylessNAS network at 32 px stayed above chance loss for 3 epochs at lr 0.1
 
 
 @dataclass(frozen=True)

@@ -80,14 +80,15 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     records = train_network(model, splits["train"], epochs=epochs, batch_size=batch_size, lr=lr,
                             momentum=settings.momentum, weight_decay=settings.weight_decay, seed=config.seed,
                             label_smoothing=settings.label_smoothing, warmup_epochs=settings.warmup_epochs,
-                            on_epoch=on_epoch, on_step=on_step,
+                            zero_init_residual=settings.zero_init_residual, on_epoch=on_epoch, on_step=on_step,
                             device=resolve_device(config.torch_device))
     test_acc = accuracy(model, splits["test"])
     model.cpu()
     torch.save(model.state_dict(), folder.file(TRAINED))
     report: dict[str, Any] = {
         "run": str(folder.path), "arch": arch.to_string(), "device": config.device, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "test_acc": test_acc,
+        "batch_size": batch_size, "lr": lr,
+        "zero_init_residual": settings.zero_init_residual, "test_acc": test_acc,
         "train_acc": records[-1].train_acc if records else None,
         "train_seconds": time.perf_counter() - start, "budget_ms": saved.get("budget_ms"),
         "predicted_ms": saved.get("predicted_ms"), "measured_ms": None, "trained": str(folder.file(TRAINED)),

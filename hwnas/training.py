@@ -15,6 +15,7 @@ from torch import nn
 
 from hwnas.batchnorm import batchnorm_recalibrated
 from hwnas.data import SplitDataset, count_batches
+from hwnas.ops import zero_init_residual_branches
 
 
 def cosine_lr(base: float, position: float) -> float:
@@ -69,12 +70,15 @@ class TrainRecord:
 
 def train_network(model: nn.Module, train: SplitDataset, *, epochs: int, batch_size: int, lr: float,
                   momentum: float, weight_decay: float, seed: int, label_smoothing: float = 0.0,
-                  warmup_epochs: float = 0.0, on_epoch: Callable[[TrainRecord], None] | None = None,
+                  warmup_epochs: float = 0.0, zero_init_residual: bool = False,
+                  on_epoch: Callable[[TrainRecord], None] | None = None,
                   on_step: Callable[[int, int, int], None] | None = None,
                   device: torch.device | None = None) -> list[TrainRecord]:
     """Plain supervised training (SGD, linear warm-up then cosine annealing) of a discrete network, on `device`
-    (default: CPU)."""
+    (default: CPU); `zero_init_residual` first makes every residual block the identity (Goyal et al. 2017)."""
     device = device or torch.device("cpu")
+    if zero_init_residual:
+        zero_init_residual_branches(model)
     model.to(device)
     optimizer = make_weight_optimizer(model.parameters(), lr, momentum, weight_decay)
     records = []

@@ -38,6 +38,7 @@ def test_search_then_train_json(folder, tmp_path):
     assert trained.exit_code == 0, trained.output
     report = json.loads(trained.stdout)
     assert report["batch_size"] == 16 and report["lr"] == TrainConfig.lr  # the flag, and the run's train.lr
+    assert report["zero_init_residual"] is TrainConfig.zero_init_residual
     assert 0.0 <= report["test_acc"] <= 1.0 and report["measured_ms"] > 0
     assert (out / "trained.pt").exists() and json.loads((out / "train.json").read_text()) == report
     again = runner.invoke(app, _args(folder, out, "--latency-budget", "60%"))
