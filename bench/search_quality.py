@@ -84,7 +84,7 @@ from hwnas.search.run_folder import CHECKPOINT, SUMMARY
 from hwnas.search.runner import run_search
 from hwnas.spaces.dense import DenseSpace
 from hwnas.strategies import candidates_to_select
-from hwnas.training import accuracy, train_network
+from hwnas.training import accuracy, train_with
 
 STRATEGIES = ("fbnet", "proxyless", "hardcore", "densenas")
 
@@ -116,10 +116,8 @@ def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: Sear
     """Test accuracy of `arch` after one training from scratch with `seed`."""
     torch.manual_seed(seed)
     model = arch.build()
-    train_network(model, splits["train"], epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
-                  momentum=config.train.momentum, weight_decay=config.train.weight_decay, seed=seed,
-                  warmup_epochs=config.train.warmup_epochs, zero_init_residual=config.train.zero_init_residual,
-                  device=resolve_device(config.torch_device))
+    train_with(model, splits["train"], config.train, seed=seed, epochs=epochs,
+               device=resolve_device(config.torch_device))
     return accuracy(model, splits["test"])
 
 

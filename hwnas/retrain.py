@@ -14,7 +14,7 @@ from hwnas.arch import Arch
 from hwnas.config import SearchConfig
 from hwnas.errors import HwnasError
 from hwnas.search.run_folder import ARCH, TRAIN_REPORT, TRAINED, RunDir
-from hwnas.training import TrainRecord, accuracy, train_network
+from hwnas.training import TrainRecord, accuracy, train_with
 
 
 def measure_trained(arch: Arch, config: SearchConfig) -> dict[str, Any]:
@@ -77,11 +77,9 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
     start = time.perf_counter()
     from hwnas.distributed import resolve_device
 
-    records = train_network(model, splits["train"], epochs=epochs, batch_size=batch_size, lr=lr,
-                            momentum=settings.momentum, weight_decay=settings.weight_decay, seed=config.seed,
-                            label_smoothing=settings.label_smoothing, warmup_epochs=settings.warmup_epochs,
-                            zero_init_residual=settings.zero_init_residual, on_epoch=on_epoch, on_step=on_step,
-                            device=resolve_device(config.torch_device))
+    records = train_with(model, splits["train"], settings, seed=config.seed, epochs=epochs, lr=lr,
+                         batch_size=batch_size, on_epoch=on_epoch, on_step=on_step,
+                         device=resolve_device(config.torch_device))
     test_acc = accuracy(model, splits["test"])
     model.cpu()
     torch.save(model.state_dict(), folder.file(TRAINED))
