@@ -18,10 +18,12 @@ supernet, so only the selection runs.
 
 Every search keeps its run folder under --runs (named by its settings) and every training its accuracy in --cache
 (keyed by architecture, seed and training settings), so a run that is stopped continues where it was, and a second
-run with other searches or more seeds reuses what was trained. --jobs 2 with --threads 2 trains two networks at
-once on one thread each, faster than one at a time on two threads. --searches-only stops after the searches (to
-search where cores or a GPU are free and train elsewhere; the later full run reads them back from --runs; on 2
-cores beside a --jobs 2 run it oversubscribes them and both crawl).
+run with other searches or more seeds reuses what was trained. --search-limit N searches on the first N of the
+trainings' images (a subset of them). --jobs 2 with --threads 2 trains two networks at once on one thread each,
+faster than one at a time on two threads. --searches-only stops after the searches (to search where cores or a GPU
+are free and train elsewhere; the later full run reads them back from --runs; on 2 cores beside a --jobs 2 run it
+oversubscribes them and both crawl). Run nothing CPU-heavy beside it: an FBNet supernet's weights-only epoch on
+7,000 CIFAR-10 images took 926 s beside a one-thread DARTS search and 266 s alone.
 
     python bench/search_quality.py                # paper spaces, 32 px, 10 random networks each, 8 search epochs
                                                   # (2 warm-up), 10 training epochs, 3 seeds: 36 trainings per
@@ -284,6 +286,8 @@ def main() -> None:
     parser.add_argument("--data", default="digits", help="digits, digits-hard (embedded), cifar10:PATH, a folder")
     parser.add_argument("--train-limit", type=int, default=0, help="at most N training images, the whole test set "
                         "(a large dataset's test set resolves small differences; 0: all)")
+    parser.add_argument("--search-limit", type=int, default=0, help="at most N training images for the searches "
+                        "(the first N of the trainings' --train-limit images, so a subset of them; 0: the same)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lut", type=Path, default=None, help="LUT CSV (default luts/cpu.csv; quick: a temp)")
     parser.add_argument("--threads", type=int, default=1)
@@ -314,6 +318,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: expected 1 or more trainings at once")
+    if args.search_limit < 0 or (args.train_limit and args.search_limit > args.train_limit):
+        parser.error(f"--search-limit {args.search_limit}: expected 0 or a count up to --train-limit "
+                     f"{args.train_limit} (searches read a subset of the trainings' images)")
     try:
         extra_params = parse_assignments(args.param)
     except ConfigError as error:
@@ -329,13 +336,14 @@ def main() -> None:
     model = measured_model(lut, list(spaces.values()), "cpu", args.quick)
     data = DataConfig(source=args.data, resolution=args.resolution, limit=320 if args.quick else 0,
                       train_limit=args.train_limit)
+    search_data = replace(data, train_limit=args.search_limit) if args.search_limit else data
     base = SearchConfig(calibrate_networks=0, confirm=False,  # predictions, as before confirmation
                         lut=str(lut), epochs=search_epochs, warmup_epochs=min(args.warmup_epochs, search_epochs),
                         threads=args.threads, seed=args.seed, zero_init_residual=not args.unit_init,
                         select_candidates=args.candidates,
-                        budget=f"{args.share * 100:g}%", data=data, torch_device=args.torch_device)
+                        budget=f"{args.share * 100:g}%", data=search_data, torch_device=args.torch_device)
     splits = load_splits(data.source, data.resolution, ("train", "test"), **data.load_options())
-    trained = replace(base, train=replace(base.train, lr=args.train_lr, batch_size=args.train_batch_size))
+    trained = replace(base, data=data, train=replace(base.train, lr=args.train_lr, batch_size=args.train_batch_size))
     cache = TrainingCache(None if args.quick else args.cache, splits, train_epochs, trained, seeds, args.jobs)
     runs = workdir if args.quick else args.runs
     rows = []
@@ -418,6 +426,7 @@ def main() -> None:
             "confirm_seeds": args.confirm_seeds,
             "candidates": {s: candidates_to_select(s, args.candidates) for s in args.strategies},
             "searches": args.searches, "params": extra_params, "data": args.data, "train_limit": args.train_limit,
+            "search_limit": args.search_limit or args.train_limit,
             "resolution": args.resolution,
             "seed": args.seed, "lut": str(lut)})
 
