@@ -90,11 +90,11 @@ def test_hardcore_gradient_is_the_mean_over_architecture_samples(setup):
 
 
 def test_fbnet_schedule_and_dual_control(setup):
-    strategy = _strategy(setup, "fbnet", share=0.05, hard=True)
+    strategy = _strategy(setup, "fbnet", share=0.05, hard=True, tau_end=0, budget_control="dual")
     strategy.start_epoch(4, 6, warmup=False)
-    assert strategy.tau == pytest.approx(5.0 * 0.956 ** 4)
-    ending = _strategy(setup, "fbnet", share=0.05, tau_end=0.1)
-    for epoch, tau in ((0, 5.0), (5, 0.1)):  # tau_end: the run's last epoch reaches it, whatever the epoch count
+    assert strategy.tau == pytest.approx(5.0 * 0.956 ** 4)  # the paper's factor per epoch
+    ending = _strategy(setup, "fbnet", share=0.05)
+    for epoch, tau in ((0, 5.0), (5, 0.1)):  # the default tau_end: the last epoch reaches it, whatever the count
         ending.start_epoch(epoch, 6, warmup=False)
         assert ending.tau == pytest.approx(tau)
     beta = strategy.control.value
