@@ -64,7 +64,8 @@ def fit_to_budget(space: CellSpace, genotype: Genotype, scores: Mapping[str, tor
     fill (hwnas.budget.knapsack), one operation swap at a time: each kept edge is a position, its options the operations
     derivation may keep, each at its group's [edge, op] latency (`cost`: a CellCost). Returns the genotype and the
     edges whose operation changed (empty when it already fits, up to float rounding: a cell predicting exactly the
-    budget, as NB201 cells with half their edges at the slowest operation do under a 50% budget, is kept)."""
+    budget is kept, as an NB201 cell with half its edges at the slowest operation and half at the fastest does
+    under a 50% budget)."""
     predicted = cost.of_genotype(genotype)
     if within_budget(predicted, budget_ms) and within_budget(floor_ms, predicted):
         return genotype, []
