@@ -118,7 +118,7 @@ def train_and_test(arch: Arch, splits: dict[str, Any], epochs: int, config: Sear
     """Test accuracy of `arch` after one training from scratch with `seed`."""
     torch.manual_seed(seed)
     model = arch.build()
-    train_with(model, splits["train"], config.train, seed=seed, epochs=epochs,
+    train_with(model, splits["train"], replace(config.train, epochs=epochs), seed=seed,
                device=resolve_device(config.torch_device))
     return accuracy(model, splits["test"])
 

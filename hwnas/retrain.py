@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,22 +71,19 @@ def train_run(run: str | Path, *, epochs: int | None = None, lr: float | None = 
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = arch.build()
-    settings = config.train
-    epochs = settings.epochs if epochs is None else epochs
-    lr = settings.lr if lr is None else lr
-    batch_size = settings.batch_size if batch_size is None else batch_size
+    overrides = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+    settings = replace(config.train, **{key: value for key, value in overrides.items() if value is not None})
     start = time.perf_counter()
     from hwnas.distributed import resolve_device
 
-    records = train_with(model, splits["train"], settings, seed=config.seed, epochs=epochs, lr=lr,
-                         batch_size=batch_size, on_epoch=on_epoch, on_step=on_step,
+    records = train_with(model, splits["train"], settings, seed=config.seed, on_epoch=on_epoch, on_step=on_step,
                          device=resolve_device(config.torch_device))
     test_acc = accuracy(model, splits["test"])
     model.cpu()
     torch.save(model.state_dict(), folder.file(TRAINED))
     report: dict[str, Any] = {
-        "run": str(folder.path), "arch": arch.to_string(), "device": config.device, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr,
+        "run": str(folder.path), "arch": arch.to_string(), "device": config.device, "epochs": settings.epochs,
+        "batch_size": settings.batch_size, "lr": settings.lr,
         "zero_init_residual": settings.zero_init_residual, "test_acc": test_acc,
         "train_acc": records[-1].train_acc if records else None,
         "train_seconds": time.perf_counter() - start, "budget_ms": saved.get("budget_ms"),

@@ -113,17 +113,15 @@ def train_network(model: nn.Module, train: SplitDataset, *, epochs: int, batch_s
 
 
 def train_with(model: nn.Module, train: SplitDataset, settings: TrainConfig, *, seed: int,
-               epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
                on_epoch: Callable[[TrainRecord], None] | None = None,
                on_step: Callable[[int, int, int], None] | None = None,
                device: torch.device | None = None) -> list[TrainRecord]:
-    """`train_network` under `settings` (a run's `train` section); epochs, lr and batch size may be overridden."""
-    return train_network(model, train, epochs=settings.epochs if epochs is None else epochs,
-                         batch_size=settings.batch_size if batch_size is None else batch_size,
-                         lr=settings.lr if lr is None else lr, momentum=settings.momentum,
-                         weight_decay=settings.weight_decay, seed=seed, label_smoothing=settings.label_smoothing,
-                         warmup_epochs=settings.warmup_epochs, zero_init_residual=settings.zero_init_residual,
-                         on_epoch=on_epoch, on_step=on_step, device=device)
+    """`train_network` under `settings` (a run's `train` section, with any override already `replace`d in)."""
+    return train_network(model, train, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+                         momentum=settings.momentum, weight_decay=settings.weight_decay, seed=seed,
+                         label_smoothing=settings.label_smoothing, warmup_epochs=settings.warmup_epochs,
+                         zero_init_residual=settings.zero_init_residual, on_epoch=on_epoch, on_step=on_step,
+                         device=device)
 
 
 @torch.no_grad()
